@@ -1,0 +1,46 @@
+"""One exception hierarchy for the workbench.
+
+Every error a user can cause (a bad source config, a missing column, an unreadable
+file, an unknown stage, a failed report) is a :class:`PipelineError` with a message
+that names the file, the column and what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PipelineError",
+    "SourceConfigError",
+    "UnreadableFileError",
+    "MissingColumnError",
+    "UnknownStageError",
+    "DataValidationError",
+    "ReportError",
+]
+
+
+class PipelineError(Exception):
+    """Base class of every error raised on purpose by :mod:`pipeline_lib`."""
+
+
+class SourceConfigError(PipelineError):
+    """The YAML source config is missing, malformed or asks for something unknown."""
+
+
+class UnreadableFileError(PipelineError):
+    """A data file is missing, empty, or cannot be decoded/parsed at all."""
+
+
+class MissingColumnError(PipelineError):
+    """A required canonical column is not present in a source table."""
+
+
+class UnknownStageError(PipelineError):
+    """A stage value in the data is not mapped by the source config."""
+
+
+class DataValidationError(PipelineError):
+    """A canonical table failed schema validation after loading."""
+
+
+class ReportError(PipelineError):
+    """A report run failed (a notebook raised, timed out or could not be written)."""
