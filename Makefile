@@ -1,0 +1,42 @@
+# Sales Pipeline Workbench — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?= notebooks/params/default.yaml
+
+.PHONY: run test demo lint format clean help
+
+help:
+	@echo "make run    create the environment if needed, build the demo data, run the full report"
+	@echo "make test   run the whole test suite"
+	@echo "make demo   (re)build the demo data if missing or stale"
+	@echo "make lint   ruff check + format check"
+
+# The environment is rebuilt when missing, broken, or older than pyproject.toml.
+$(STAMP): pyproject.toml
+	@if ! $(BIN)/python -c "import sys" >/dev/null 2>&1; then \
+		echo "creating $(VENV)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV); fi
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m pipeline_lib demo
+
+run: $(STAMP) demo
+	$(BIN)/python -m pipeline_lib run --params $(PARAMS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline_lib tests notebooks
+	$(BIN)/ruff format --check pipeline_lib tests notebooks
+
+format: $(STAMP)
+	$(BIN)/ruff format pipeline_lib tests notebooks
+	$(BIN)/ruff check --fix pipeline_lib tests notebooks
+
+clean:
+	rm -rf $(VENV) data/demo reports/20*  reports/latest .pytest_cache

@@ -1,0 +1,244 @@
+"""The :class:`Dataset` handed to every analysis, and its ``as_of`` snapshots.
+
+A Dataset holds the canonical tables of one source config together with the load's
+rejects, warnings and read counts. :meth:`Dataset.snapshot` shows the data as it was
+known on a date, so a report can be reproduced and a forecast back-tested without
+seeing the future.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from . import schema
+from .config import DEFAULT_SOURCE
+from .sources import LoadResult, SourceConfig, StageConfig, load_source_config, load_tables
+
+__all__ = ["Dataset", "load_dataset", "to_timestamp"]
+
+
+def to_timestamp(value, *, name: str = "as_of") -> pd.Timestamp:
+    """Parse a date argument (``"2025-12-31"``, a date or a Timestamp) into a Timestamp.
+
+    Raises
+    ------
+    ValueError
+        When the value is missing or not a date; the message names the parameter.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{name} is required: pass a date such as '2025-12-31'")
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"{name}={value!r} is not a date; use ISO format, e.g. '2025-12-31'"
+        ) from None
+    if ts is pd.NaT:
+        raise ValueError(f"{name}={value!r} is not a date; use ISO format, e.g. '2025-12-31'")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.normalize()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Canonical tables of one data source, optionally as known on ``as_of``.
+
+    Attributes
+    ----------
+    tables : mapping of str to DataFrame
+        Canonical tables present (``opportunities`` always). Never modify them in place.
+    rejects, warnings, counts : DataFrame
+        The load's ledgers (see :func:`pipeline_lib.sources.load_tables`).
+    stages : StageConfig
+        Canonical stages in order, won and lost stages.
+    milestones : tuple of str
+        Lead funnel milestone columns, in order.
+    as_of : Timestamp or None
+        The snapshot date; ``None`` for the data as loaded (everything known).
+    source : str
+        Path of the source config.
+    base_currency : str
+        Currency of every ``amount``.
+    notes : tuple of str
+        What the snapshot could and could not reconstruct.
+    """
+
+    tables: Mapping[str, pd.DataFrame]
+    rejects: pd.DataFrame
+    warnings: pd.DataFrame
+    counts: pd.DataFrame
+    stages: StageConfig
+    milestones: tuple[str, ...] = ()
+    as_of: pd.Timestamp | None = None
+    source: str = ""
+    base_currency: str = "USD"
+    notes: tuple[str, ...] = field(default=())
+
+    # -- access -----------------------------------------------------------------
+    def has(self, table: str) -> bool:
+        """True when the optional ``table`` was configured and loaded."""
+        return table in self.tables
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        """The canonical table ``name``, or ``None`` when the source does not provide it."""
+        return self.tables.get(name)
+
+    @property
+    def opportunities(self) -> pd.DataFrame:
+        return self.tables["opportunities"]
+
+    @property
+    def stage_history(self) -> pd.DataFrame | None:
+        return self.tables.get("stage_history")
+
+    @property
+    def leads(self) -> pd.DataFrame | None:
+        return self.tables.get("leads")
+
+    # -- snapshots ----------------------------------------------------------------
+    def snapshot(self, as_of) -> Dataset:
+        """The data as it was known at the end of ``as_of``.
+
+        - Opportunities created after ``as_of`` are removed (those with no created date
+          are kept: they cannot be placed in time).
+        - Deals closed after ``as_of`` are seen open, in the stage they had then, with the
+          amount and expected close date they had then. With a stage history this is
+          exact (the last change entered on or before ``as_of``). Without one it is best
+          effort: the deal is put in the last open stage (deals close from there) and
+          keeps its final amount and close date as the expected ones; the snapshot's
+          ``notes`` say so and how many deals this touched.
+        - Deals still open keep their stage unless the stage history shows they were in
+          an earlier stage on ``as_of``.
+        - Stage-history rows, leads and lead costs after ``as_of`` are removed; lead
+          milestone dates after ``as_of`` become missing.
+
+        Parameters
+        ----------
+        as_of : str, date or Timestamp
+            The snapshot date (inclusive).
+
+        Returns
+        -------
+        Dataset
+            A new Dataset; this one is not modified.
+
+        Examples
+        --------
+        >>> ds = load_dataset("data/sources/demo.yaml", as_of=None)  # doctest: +SKIP
+        >>> ds.snapshot("2024-06-30").opportunities["status"].value_counts()  # doctest: +SKIP
+        """
+        ts = to_timestamp(as_of)
+        end = ts + pd.Timedelta(days=1)  # everything before the end of the as_of day
+        tables = dict(self.tables)
+        notes = []
+        opps = self.opportunities
+        opps = opps.loc[~(opps["created_date"] >= end)]
+        hist = self.stage_history
+        if hist is not None:
+            hist = hist.loc[hist["entered_at"] < end]
+            tables["stage_history"] = hist
+        closed_later = opps["status"].isin([schema.WON, schema.LOST]) & (opps["close_date"] >= end)
+        reopened = int(closed_later.sum())
+        opps = opps.assign(snapshot_exact=True)
+        if hist is not None and len(hist):
+            last = (
+                hist.sort_values(["opportunity_id", "entered_at"], kind="stable")
+                .groupby("opportunity_id", sort=False)
+                .last()
+            )
+            ids = opps["opportunity_id"]
+            has_hist = ids.isin(last.index)
+            stage_then = ids.map(last["stage"])
+            redo = has_hist & (closed_later | opps["status"].eq(schema.OPEN))
+            opps = opps.assign(stage=opps["stage"].where(~redo, stage_then))
+            for col in ("amount", "close_date"):
+                if col in last:
+                    then = ids.map(last[col])
+                    opps[col] = opps[col].where(~(redo & then.notna()), then)
+            guess = closed_later & ~has_hist
+        else:
+            guess = closed_later
+        if guess.any():
+            last_open = self.stages.open[-1] if self.stages.open else pd.NA
+            opps.loc[guess, "stage"] = last_open
+            opps.loc[guess, "snapshot_exact"] = False
+            notes.append(
+                f"{int(guess.sum())} deal(s) closed after {ts.date()} have no stage history: "
+                f"shown open in the last open stage ({last_open}) "
+                "with their final amount and close date as expected values (best effort)."
+            )
+        status = opps["stage"].map(self.stages.status_of, na_action="ignore")
+        opps["status"] = status.where(status.notna(), opps["status"]).astype("str")
+        if "lost_reason" in opps:
+            opps["lost_reason"] = opps["lost_reason"].where(~closed_later, pd.NA)
+        if reopened:
+            notes.insert(
+                0, f"{reopened} deal(s) closed after {ts.date()} are shown open as of then."
+            )
+        tables["opportunities"] = opps.reset_index(drop=True)
+
+        leads = self.leads
+        if leads is not None:
+            leads = leads.loc[~(leads["created_date"] >= end)].copy()
+            for m in self.milestones:
+                if m in leads:
+                    leads[m] = leads[m].where(~(leads[m] >= end))
+            tables["leads"] = leads.reset_index(drop=True)
+        costs = self.table("lead_costs")
+        if costs is not None:
+            tables["lead_costs"] = costs.loc[costs["period"] < end].reset_index(drop=True)
+        return replace(self, tables=tables, as_of=ts, notes=tuple(notes))
+
+    def summary(self) -> pd.DataFrame:
+        """Rows per table. Columns: ``table, rows, present``."""
+        rows = [
+            {
+                "table": t,
+                "rows": len(self.tables[t]) if t in self.tables else 0,
+                "present": t in self.tables,
+            }
+            for t in schema.TABLES
+        ]
+        return pd.DataFrame(rows)
+
+
+def load_dataset(source=DEFAULT_SOURCE, *, as_of, progress: bool = False) -> Dataset:
+    """Load a source config into a :class:`Dataset`, as known on ``as_of``.
+
+    Parameters
+    ----------
+    source : str, Path or SourceConfig, default the demo config
+        A YAML source config (relative paths from the project root) or a parsed config.
+    as_of : str, date, Timestamp or None
+        Snapshot date (required keyword). ``None`` keeps everything loaded — say so
+        explicitly; there is no hidden "today".
+    progress : bool, default False
+        Show a progress bar while reading tables.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    SourceConfigError, UnreadableFileError, MissingColumnError, UnknownStageError
+        With messages naming the file, the column and the fix.
+    """
+    config = source if isinstance(source, SourceConfig) else load_source_config(source)
+    result: LoadResult = load_tables(config, progress=progress)
+    lead_spec = config.tables.get("leads")
+    ds = Dataset(
+        tables=result.tables,
+        rejects=result.rejects,
+        warnings=result.warnings,
+        counts=result.counts,
+        stages=config.stages,
+        milestones=lead_spec.milestones if lead_spec is not None else (),
+        source=str(config.path),
+        base_currency=config.base_currency,
+    )
+    return ds if as_of is None else ds.snapshot(as_of)

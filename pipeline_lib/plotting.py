@@ -1,0 +1,88 @@
+"""Seaborn/matplotlib figures. Functions draw frames computed elsewhere; they never compute.
+
+Axes-level functions take ``ax=None`` (falling back to the current axes), keyword-only
+options, and return the Axes.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["plot_load_summary", "plot_reject_reasons", "set_theme"]
+
+_LOADED, _REJECTED = "#4C72B0", "#DD8452"
+
+
+def set_theme() -> None:
+    """The workbench's figure style (readable in HTML reports and dashboards)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight", "figure.figsize": (8, 4)})
+
+
+def _check_columns(frame: pd.DataFrame, needed, fn: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{fn}: frame lacks columns {missing}; "
+            "pass the output of the matching compute_ function"
+        )
+
+
+def plot_load_summary(summary: pd.DataFrame, *, ax=None):
+    """Horizontal stacked bars of loaded and rejected rows per table.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        From :func:`pipeline_lib.quality.compute_load_summary` (``table, loaded, rejected``).
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    _check_columns(summary, ["table", "loaded", "rejected"], "plot_load_summary")
+    ax = ax if ax is not None else plt.gca()
+    y = range(len(summary))
+    ax.barh(y, summary["loaded"], color=_LOADED, label="loaded")
+    ax.barh(y, summary["rejected"], left=summary["loaded"], color=_REJECTED, label="rejected")
+    ax.set_yticks(list(y), summary["table"])
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("rows (log scale)")
+    ax.set_title("Rows read per table: loaded and rejected")
+    for i, row in enumerate(summary.itertuples()):
+        ax.text(
+            row.loaded + row.rejected, i, f"  {row.rejected:,} rejected", va="center", fontsize=9
+        )
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_reject_reasons(reasons: pd.DataFrame, *, top: int = 10, ax=None):
+    """Bar chart of the most frequent reject reasons.
+
+    Parameters
+    ----------
+    reasons : DataFrame
+        From :func:`pipeline_lib.quality.compute_reject_reasons` (``table, reason, rows``).
+    top : int, default 10
+        How many reasons to show.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib Axes
+    """
+    _check_columns(reasons, ["table", "reason", "rows"], "plot_reject_reasons")
+    ax = ax if ax is not None else plt.gca()
+    head = reasons.head(top)
+    labels = head["table"] + ": " + head["reason"].str.slice(0, 60)
+    ax.barh(range(len(head)), head["rows"], color=_REJECTED)
+    ax.set_yticks(range(len(head)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("rejected rows")
+    ax.set_title("Why rows were rejected")
+    return ax
