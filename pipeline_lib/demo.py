@@ -47,6 +47,7 @@ __all__ = [
     "DEMO_START",
     "DEMO_END",
     "HUBSPOT_STAGES",
+    "PIPEDRIVE_STAGES",
     "generate_demo",
     "write_demo",
     "ensure_demo",
@@ -99,6 +100,15 @@ HUBSPOT_STAGES = {
     "Negotiation/Review": "Contract Sent",
     "Closed Won": "Closed Won",
     "Closed Lost": "Closed Lost",
+}
+
+#: Our open stage -> Pipedrive default pipeline stage (won/lost live in ``Deal - Status``).
+PIPEDRIVE_STAGES = {
+    "Prospecting": "Qualified",
+    "Qualification": "Contact Made",
+    "Needs Analysis": "Demo Scheduled",
+    "Proposal/Price Quote": "Proposal Made",
+    "Negotiation/Review": "Negotiations Started",
 }
 
 # name, family, list price, discount options (%), their weights,
@@ -266,7 +276,7 @@ def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 
 def _growth_days(rng: np.random.Generator, n: int, d0: int, d1: int, growth: float) -> np.ndarray:
-    """``n`` day numbers in [d0, d1] with a density growing linearly by ``growth`` over the range."""
+    """``n`` day numbers in [d0, d1], density growing linearly by ``growth`` over the range."""
     u = rng.random(n)
     t = (np.sqrt(1.0 + 2.0 * growth * u * (1.0 + growth / 2.0)) - 1.0) / growth
     return d0 + np.minimum(np.floor(t * (d1 - d0 + 1)), d1 - d0).astype(np.int64)
@@ -329,7 +339,8 @@ def generate_demo(
             lead_id, created_date, source, campaign, segment, and the milestone dates
             mql_date, sql_date. Deals link to leads by ``opportunities.lead_id``.
         ``products``
-            product, family, list_price (``amount = list_price * (1 - discount)``).
+            product, family, list_price (a closed deal's amount is its list price less a
+            discount; open deals before the quote may still show the list price).
         ``accounts``
             account, industry, region, employees.
         ``targets``
@@ -337,8 +348,8 @@ def generate_demo(
         ``lead_costs``
             period (first of month), source, cost (monthly spend).
 
-    Example
-    -------
+    Examples
+    --------
     >>> tables = generate_demo(n_opportunities=300, seed=1)
     >>> sorted(tables)
     ['accounts', 'lead_costs', 'leads', 'opportunities', 'products', 'stage_history', 'targets']
@@ -580,6 +591,7 @@ def _gen_history(rng: np.random.Generator, opp: dict, d1: int) -> dict:
     ev_close = np.concatenate([expected[o_idx, col], close[c_idx]])
     order = np.lexsort((ev_stage, ev_opp))
     stage_now = np.where(is_open, last_col, np.where(opp["won"], 5, 6))
+    amount_now = np.where(is_open, amounts[rows, last_col], opp["amount"])
     return {
         "opp": ev_opp[order],
         "stage": ev_stage[order],
@@ -587,6 +599,7 @@ def _gen_history(rng: np.random.Generator, opp: dict, d1: int) -> dict:
         "amount": ev_amount[order],
         "close": ev_close[order],
         "stage_now": stage_now,
+        "amount_now": amount_now,
         "opp_close": opp_close,
         "valid": valid,
     }
@@ -675,7 +688,7 @@ def _opportunities_frame(rng, opp, hist, acc, leads, lead_of_opp) -> pd.DataFram
             "status": _text(schema.STATUSES, status),
             "created_date": _to_datetime(opp["created"]),
             "close_date": _to_datetime(hist["opp_close"]),
-            "amount": opp["amount"].astype(np.float64),
+            "amount": hist["amount_now"].astype(np.float64),
             "name": account + " - " + product,
             "product": product,
             "account": account,
@@ -757,5 +770,551 @@ def _gen_lead_costs(rng: np.random.Generator, leads: dict, d0: int, d1: int) -> 
             "period": _to_datetime(np.repeat(_month_start_day(np.arange(m0, m1 + 1)), n_src)),
             "source": _text(_SOURCES, np.tile(np.arange(n_src), n_m)),
             "cost": cost.ravel().astype(np.float64),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- CRM-style exports
+
+_SF_FOOTER = (
+    "Confidential Information - Do Not Distribute",
+    "Copyright (c) 2000-2025 salesforce.com, inc. All rights reserved.",
+)
+_NEXT_STEP = {
+    "Prospecting": "Discovery call",
+    "Qualification": "Confirm budget and timeline",
+    "Needs Analysis": "Product demo",
+    "Proposal/Price Quote": "Send proposal",
+    "Negotiation/Review": "Legal review",
+}
+_PIPELINE = "Sales Pipeline"
+
+
+def _us_date(dates: pd.Series) -> pd.Series:
+    """``M/D/YYYY`` (no zero padding), empty where missing."""
+    d = pd.Series(dates).reset_index(drop=True)
+    ok = d.notna()
+    out = pd.Series("", index=d.index, dtype="str")
+    v = d[ok]
+    out[ok] = (
+        v.dt.month.astype("str") + "/" + v.dt.day.astype("str") + "/" + v.dt.year.astype("str")
+    )
+    return out
+
+
+def _strftime(dates: pd.Series, fmt: str) -> pd.Series:
+    """``dates`` formatted with ``fmt``, empty where missing."""
+    return pd.Series(dates).reset_index(drop=True).dt.strftime(fmt).fillna("").astype("str")
+
+
+def _money(values: pd.Series, prefix: str = "USD ") -> pd.Series:
+    """``USD 1,234.00``, empty where missing."""
+    v = pd.Series(values, dtype="float64").reset_index(drop=True)
+    out = v.map(lambda x: "" if np.isnan(x) else f"{prefix}{x:,.2f}")
+    return out.astype("str")
+
+
+def _euro(values: pd.Series) -> pd.Series:
+    """``1 234,56 €`` (space thousands separator, decimal comma)."""
+    v = pd.Series(values, dtype="float64").reset_index(drop=True).map("{:,.2f}".format)
+    return v.str.replace(",", " ").str.replace(".", ",") + " €"
+
+
+def _percent_text(values: pd.Series) -> pd.Series:
+    """Probability in [0, 1] -> ``"40"``."""
+    v = pd.Series(values, dtype="float64").reset_index(drop=True)
+    return (v * 100).round().astype("Int64").astype("str").fillna("").astype("str")
+
+
+def _pick(rng: np.random.Generator, mask: np.ndarray, share: float) -> np.ndarray:
+    """Positions of about ``share`` of the rows where ``mask`` holds (at least one, if any)."""
+    where = np.nonzero(mask)[0]
+    if len(where) == 0:
+        return where
+    k = min(len(where), max(1, round(share * len(where))))
+    return np.sort(rng.choice(where, size=k, replace=False))
+
+
+def _salesforce_opportunities(tables: dict, rng: np.random.Generator) -> pd.DataFrame:
+    o = tables["opportunities"].reset_index(drop=True)
+    n = len(o)
+    is_open = (o["status"] == schema.OPEN).to_numpy()
+    is_lost = (o["status"] == schema.LOST).to_numpy()
+    amount = o["amount"].to_numpy(copy=True)
+    amount[_pick(rng, is_lost, 0.02)] = np.nan
+    account = o["account"].copy()
+    account.iloc[_pick(rng, is_open, 0.05)] = np.nan
+    stage = o["stage"].copy()
+    odd = _pick(rng, np.ones(n, bool), 0.03)
+    upper = rng.random(len(odd)) < 0.5
+    stage.iloc[odd[upper]] = stage.iloc[odd[upper]].str.upper()
+    stage.iloc[odd[~upper]] = stage.iloc[odd[~upper]].str.lower()
+    created = o["created_date"].copy()
+    blank_created = _pick(rng, is_open, 0.0)[:1]
+    created.iloc[blank_created] = pd.NaT
+    close = o["close_date"]
+    quarter = close.dt.quarter.astype("str")
+    frame = pd.DataFrame(
+        {
+            "Opportunity ID": o["opportunity_id"],
+            "Opportunity Name": o["name"],
+            "Account Name": account.fillna(""),
+            "Opportunity Owner": o["owner"],
+            "Owner Role": o["team"],
+            "Stage": stage,
+            "Amount": _money(amount),
+            "Expected Revenue": _money(amount * o["probability"].to_numpy()),
+            "Probability (%)": _percent_text(o["probability"]),
+            "Close Date": _us_date(close),
+            "Created Date": _us_date(created),
+            "Lead Source": o["source"].fillna(""),
+            "Type": pd.Series(
+                np.where(o["account"].duplicated(), "Existing Business", "New Business"),
+                dtype="str",
+            ),
+            "Next Step": o["stage"].map(_NEXT_STEP).fillna("").astype("str"),
+            "Fiscal Period": "Q" + quarter + "-" + close.dt.year.astype("str"),
+            "Product Name": o["product"].replace(_PRODUCT_ALIAS),
+            "Lead ID": o["lead_id"].fillna(""),
+            "Loss Reason": o["lost_reason"].fillna(""),
+        }
+    ).astype("str")
+    # one row exported twice, and one row without its id
+    dup = int(rng.integers(0, n))
+    blank = frame.iloc[[int(rng.integers(0, n))]].copy()
+    blank["Opportunity ID"] = ""
+    at = int(rng.integers(0, n + 1))
+    parts = [frame.iloc[: dup + 1], frame.iloc[[dup]], frame.iloc[dup + 1 :]]
+    frame = pd.concat(parts, ignore_index=True)
+    return pd.concat([frame.iloc[:at], blank, frame.iloc[at:]], ignore_index=True)
+
+
+def _salesforce_history(tables: dict, end: str, rng: np.random.Generator) -> pd.DataFrame:
+    h = tables["stage_history"].reset_index(drop=True)
+    o = tables["opportunities"]
+    name = h["opportunity_id"].map(pd.Series(o["name"].to_numpy(), index=o["opportunity_id"]))
+    same = h["opportunity_id"].eq(h["opportunity_id"].shift())
+    from_stage = h["stage"].shift().where(same, "")
+    nxt = h["entered_at"].shift(-1).where(h["opportunity_id"].eq(h["opportunity_id"].shift(-1)))
+    is_closed = h["stage"].isin([_WON, _LOST])
+    stop = nxt.fillna(pd.Timestamp(end)).where(~is_closed | nxt.notna(), h["entered_at"])
+    duration = (stop - h["entered_at"]).dt.days
+    prob = h["stage"].map(dict(zip(_STAGES, _STAGE_PROB, strict=True)))
+    frame = pd.DataFrame(
+        {
+            "Opportunity ID": h["opportunity_id"],
+            "Opportunity Name": name.fillna(""),
+            "From Stage": from_stage.fillna(""),
+            "To Stage": h["stage"],
+            "Amount": _money(h["amount"]),
+            "Probability (%)": _percent_text(prob),
+            "Close Date": _us_date(h["close_date"]),
+            "Stage Duration": duration.astype("str"),
+            "Last Modified": _us_date(h["entered_at"]),
+        }
+    ).astype("str")
+    orphan = frame.iloc[[int(rng.integers(0, len(frame)))]].copy()
+    orphan["Opportunity ID"] = "006" + "9" * 12  # a deal deleted since: in no opportunity
+    orphan["Opportunity Name"] = "Deleted Opportunity"
+    at = int(rng.integers(0, len(frame) + 1))
+    return pd.concat([frame.iloc[:at], orphan, frame.iloc[at:]], ignore_index=True)
+
+
+def _write_salesforce_csv(frame: pd.DataFrame, path: Path) -> int:
+    with open(path, "w", encoding="utf-8-sig", newline="") as f:
+        frame.to_csv(f, index=False, lineterminator="\n")
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        f.write("\n")
+        writer.writerow([f"Grand Totals ({len(frame)} records)"])
+        f.write("\n")
+        for line in _SF_FOOTER:  # not CSV rows: written as Salesforce does, unquoted
+            f.write(line + "\n")
+    return len(frame)
+
+
+def _marketing_leads(tables: dict, rng: np.random.Generator) -> pd.DataFrame:
+    lead = tables["leads"].reset_index(drop=True)
+    n = len(lead)
+    channel = lead["source"].copy()
+    channel.iloc[_pick(rng, np.ones(n, bool), 0.01)] = np.nan
+    first = _strftime(lead["created_date"], "%d.%m.%Y")
+    if n:
+        first.iloc[int(rng.integers(0, n))] = "n/a"
+    return pd.DataFrame(
+        {
+            "Lead ID": lead["lead_id"],
+            "First Contact": first,
+            "Channel": channel.fillna(""),
+            "Campaign": lead["campaign"].fillna(""),
+            "Segment": lead["segment"].fillna(""),
+            "MQL Date": _strftime(lead["mql_date"], "%d.%m.%Y"),
+            "SQL Date": _strftime(lead["sql_date"], "%d.%m.%Y"),
+        }
+    ).astype("str")
+
+
+def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[str, int]:
+    rng = np.random.default_rng([abs(int(seed)), 20251231])
+    rows: dict[str, int] = {}
+
+    rows["opportunities.csv"] = _write_salesforce_csv(
+        _salesforce_opportunities(tables, rng), folder / "opportunities.csv"
+    )
+    rows["opportunity_history.csv"] = _write_salesforce_csv(
+        _salesforce_history(tables, end, rng), folder / "opportunity_history.csv"
+    )
+
+    leads = _marketing_leads(tables, rng)
+    leads.to_csv(folder / "leads.csv", sep=";", index=False, encoding="utf-8", lineterminator="\n")
+    rows["leads.csv"] = len(leads)
+
+    lc = tables["lead_costs"]
+    costs = pd.DataFrame(
+        {
+            "Month": _strftime(lc["period"], "%d/%m/%Y"),
+            "Channel": lc["source"].reset_index(drop=True),
+            "Spend": _euro(lc["cost"]),
+        }
+    )
+    costs.to_csv(
+        folder / "lead_costs.csv", sep=";", index=False, encoding="utf-8", lineterminator="\n"
+    )
+    rows["lead_costs.csv"] = len(costs)
+
+    p = tables["products"]
+    products = pd.DataFrame(
+        {"Product": p["product"], "Family": p["family"], "List Price": p["list_price"]}
+    )
+    products.to_excel(folder / "products.xlsx", sheet_name="Products", index=False)
+    rows["products.xlsx"] = len(products)
+
+    a = tables["accounts"]
+    accounts = pd.DataFrame(
+        {
+            "Company name": a["account"],
+            "Industry": a["industry"],
+            "Region": a["region"],
+            "Number of Employees": a["employees"].round().astype("Int64"),
+        }
+    )
+    accounts.to_csv(
+        folder / "accounts.tsv", sep="\t", index=False, encoding="utf-16", lineterminator="\n"
+    )
+    rows["accounts.tsv"] = len(accounts)
+
+    t = tables["targets"]
+    quotas = list(
+        zip(
+            _strftime(t["period"], "%Y-%m-%d"),
+            t["team"].fillna("").astype("str"),
+            t["target"].astype("float64"),
+            strict=True,
+        )
+    )
+    con = sqlite3.connect(folder / "crm.sqlite")
+    try:
+        con.execute("create table quotas (period_start TEXT, team TEXT, quota REAL)")
+        con.executemany("insert into quotas values (?, ?, ?)", quotas)
+        con.commit()
+    finally:
+        con.close()
+    rows["crm.sqlite"] = len(quotas)
+    return rows
+
+
+def write_demo(out_dir, *, n_opportunities: int = 5000, seed: int = 42) -> Path:
+    """Generate the demo business and write it as messy CRM-style exports.
+
+    Everything is built in a temporary sibling folder that is renamed into place at the
+    end, so an interrupted run never leaves a partial demo; an existing folder is replaced.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder to write (relative paths are taken from the project root).
+    n_opportunities : int, default 5000
+        Number of deals (see :func:`generate_demo`).
+    seed : int, default 42
+        Random seed.
+
+    Returns
+    -------
+    Path
+        The absolute folder written. It holds ``demo.json`` (``generator_version``,
+        ``n_opportunities``, ``seed``, ``start``, ``end`` and ``files``: file -> data rows)
+        and the files of :data:`DEMO_FILES`:
+
+        ``opportunities.csv``
+            Salesforce Opportunities report (UTF-8 with BOM, comma, ``M/D/YYYY``
+            dates, ``USD 1,234.00`` amounts, Salesforce footer).
+        ``opportunity_history.csv``
+            Salesforce Opportunity History report (same style).
+        ``leads.csv``
+            Marketing export: ``;``-separated, ``DD.MM.YYYY`` dates.
+        ``lead_costs.csv``
+            ``;``-separated monthly spend, ``DD/MM/YYYY`` months, ``1 234,56 €`` amounts.
+        ``products.xlsx``
+            Sheet ``Products``.
+        ``accounts.tsv``
+            HubSpot companies export: UTF-16 with BOM, tab-separated.
+        ``crm.sqlite``
+            Table ``quotas(period_start, team, quota)``.
+
+    Examples
+    --------
+    >>> folder = write_demo(tmp_path / "demo", n_opportunities=300)  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['accounts.tsv', 'crm.sqlite', 'demo.json', 'lead_costs.csv', 'leads.csv', ...]
+    """
+    out = config.resolve_path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tables = generate_demo(n_opportunities=n_opportunities, seed=seed)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        os.chmod(tmp, 0o755)
+        files = _write_exports(tables, tmp, seed=seed, end=DEMO_END)
+        manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "n_opportunities": int(n_opportunities),
+            "seed": int(seed),
+            "start": DEMO_START,
+            "end": DEMO_END,
+            "files": files,
+        }
+        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``, replacing (then deleting) whatever was there."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(out, old)
+        except FileNotFoundError:  # another process moved it first
+            old = None
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        if not out.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # a concurrent run put the same demo in place
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_current(out: Path, n_opportunities: int, seed: int) -> bool:
+    try:
+        manifest = json.loads((out / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return False
+    expected = {
+        "generator_version": GENERATOR_VERSION,
+        "n_opportunities": int(n_opportunities),
+        "seed": int(seed),
+        "start": DEMO_START,
+        "end": DEMO_END,
+    }
+    if any(manifest.get(k) != v for k, v in expected.items()):
+        return False
+    listed = set(manifest["files"])
+    return set(DEMO_FILES) <= listed and all((out / f).is_file() for f in listed)
+
+
+def ensure_demo(
+    out_dir=config.DEMO_DIR,
+    *,
+    n_opportunities: int = 5000,
+    seed: int = 42,
+    force: bool = False,
+) -> bool:
+    """Make sure a current demo folder exists; regenerate it only when needed.
+
+    The folder is (re)written by :func:`write_demo` when it or its manifest is missing, a
+    listed file is missing, or the manifest's parameters or generator version differ.
+
+    Parameters
+    ----------
+    out_dir : str or Path, default ``config.DEMO_DIR``
+        Demo folder (relative paths are taken from the project root).
+    n_opportunities : int, default 5000
+        Number of deals.
+    seed : int, default 42
+        Random seed.
+    force : bool, default False
+        Regenerate even when the folder is current.
+
+    Returns
+    -------
+    bool
+        True when the demo was (re)generated, False when the folder was already current.
+
+    Examples
+    --------
+    >>> ensure_demo()  # doctest: +SKIP
+    False
+    """
+    out = config.resolve_path(out_dir)
+    if not force and _is_current(out, n_opportunities, seed):
+        return False
+    write_demo(out, n_opportunities=n_opportunities, seed=seed)
+    return True
+
+
+# --------------------------------------------------------------------------- other CRMs
+
+
+def _deal_clock(ids: pd.Series) -> np.ndarray:
+    """A deterministic time of day (minutes, 08:00-17:59) per deal, for timestamped exports."""
+    codes = pd.util.hash_pandas_object(pd.Series(ids).reset_index(drop=True), index=False)
+    return 8 * 60 + (codes.to_numpy() % np.uint64(540)).astype(np.int64)
+
+
+def _stamp(dates: pd.Series, minutes, fmt: str) -> pd.Series:
+    d = pd.Series(dates).reset_index(drop=True)
+    return _strftime(d + pd.to_timedelta(np.asarray(minutes), unit="min"), fmt)
+
+
+def _require(tables: dict, *names: str) -> None:
+    missing = [t for t in names if t not in tables]
+    if missing:
+        raise ValueError(f"tables must include {', '.join(missing)} (as from generate_demo)")
+
+
+def _stage_entries(tables: dict, ids: pd.Series) -> pd.DataFrame:
+    """Wide table: first entry date per deal (rows, in ``ids`` order) and stage (columns)."""
+    h = tables["stage_history"]
+    wide = h.groupby(["opportunity_id", "stage"], sort=False)["entered_at"].min().unstack()
+    return wide.reindex(index=ids.to_numpy(), columns=list(_STAGES)).reset_index(drop=True)
+
+
+def to_hubspot_export(tables: dict) -> pd.DataFrame:
+    """The deals as a HubSpot deal export would show them.
+
+    Parameters
+    ----------
+    tables : dict of str to DataFrame
+        Canonical tables with at least ``opportunities`` and ``stage_history``
+        (as from :func:`generate_demo`).
+
+    Returns
+    -------
+    DataFrame
+        One row per deal, HubSpot headers: ``Record ID`` (= opportunity_id), ``Deal Name``,
+        ``Deal Stage`` (HubSpot labels, see :data:`HUBSPOT_STAGES`), ``Pipeline``
+        (``Sales Pipeline``), ``Amount`` (float), ``Currency``, ``Close Date``,
+        ``Create Date``, ``Deal owner``, ``Deal probability`` (0-1 float),
+        ``Closed lost reason``, ``Original Traffic Source`` (our source names),
+        ``Associated Company``, then ``Date entered "<HubSpot stage> (Sales Pipeline)"`` for
+        each of the seven stages. Timestamps are text ``YYYY-MM-DD HH:MM`` with a
+        deterministic time of day; empty text where missing.
+
+    Examples
+    --------
+    >>> deals = to_hubspot_export(generate_demo(n_opportunities=300))
+    >>> deals["Deal Stage"].isin(list(HUBSPOT_STAGES.values())).all()
+    np.True_
+    """
+    _require(tables, "opportunities", "stage_history")
+    o = tables["opportunities"].reset_index(drop=True)
+    ids = o["opportunity_id"]
+    clock = _deal_clock(ids)
+    code = {s: i for i, s in enumerate(_STAGES)}
+    entries = _stage_entries(tables, ids)
+    fmt = "%Y-%m-%d %H:%M"
+    first_code = entries.notna().to_numpy().argmax(axis=1)
+    stage_code = o["stage"].map(code).fillna(0).astype(np.int64).to_numpy()
+    closed = o["status"].isin([schema.WON, schema.LOST]).to_numpy()
+    close_minutes = clock + np.where(closed, 7 * stage_code, 0)
+    frame = pd.DataFrame(
+        {
+            "Record ID": ids,
+            "Deal Name": o["name"],
+            "Deal Stage": o["stage"].map(HUBSPOT_STAGES).astype("str"),
+            "Pipeline": pd.Series([_PIPELINE] * len(o), dtype="str"),
+            "Amount": o["amount"].astype("float64"),
+            "Currency": o["currency"].fillna("USD") if "currency" in o else "USD",
+            "Close Date": _stamp(o["close_date"], close_minutes, fmt),
+            "Create Date": _stamp(o["created_date"], clock + 7 * first_code, fmt),
+            "Deal owner": o["owner"],
+            "Deal probability": o["probability"].astype("float64"),
+            "Closed lost reason": o["lost_reason"],
+            "Original Traffic Source": o["source"],
+            "Associated Company": o["account"],
+        }
+    )
+    for i, stage in enumerate(_STAGES):
+        col = f'Date entered "{HUBSPOT_STAGES[stage]} ({_PIPELINE})"'
+        frame[col] = _stamp(entries[stage], clock + 7 * i, fmt)
+    return frame
+
+
+def to_pipedrive_export(tables: dict) -> pd.DataFrame:
+    """The deals as a Pipedrive deals export would show them.
+
+    Parameters
+    ----------
+    tables : dict of str to DataFrame
+        Canonical tables with at least ``opportunities`` and ``stage_history``
+        (as from :func:`generate_demo`).
+
+    Returns
+    -------
+    DataFrame
+        One row per deal, Pipedrive headers: ``Deal - ID`` (= opportunity_id),
+        ``Deal - Title``, ``Deal - Value`` (float), ``Deal - Currency of Value``,
+        ``Deal - Probability`` (integer percent), ``Deal - Organization``, ``Deal - Owner``,
+        ``Deal - Pipeline``, ``Deal - Stage`` (Pipedrive default stage names, see
+        :data:`PIPEDRIVE_STAGES`; for closed deals the last open stage reached),
+        ``Deal - Status`` (``Open`` / ``Won`` / ``Lost``), ``Deal - Deal created``
+        (``YYYY-MM-DD HH:MM:SS``), ``Deal - Expected close date`` (``YYYY-MM-DD``),
+        ``Deal - Won time``, ``Deal - Lost time`` (``YYYY-MM-DD HH:MM:SS``, closed deals
+        only), ``Deal - Lost reason``, ``Deal - Source channel``, ``Deal - Product name``.
+        Text is empty where missing.
+
+    Examples
+    --------
+    >>> deals = to_pipedrive_export(generate_demo(n_opportunities=300))
+    >>> sorted(deals["Deal - Status"].unique())
+    ['Lost', 'Open', 'Won']
+    """
+    _require(tables, "opportunities", "stage_history")
+    o = tables["opportunities"].reset_index(drop=True)
+    ids = o["opportunity_id"]
+    h = tables["stage_history"]
+    open_rows = h[h["stage"].isin(_OPEN_STAGES)]
+    last_open = open_rows.groupby("opportunity_id", sort=False)["stage"].last()
+    stage = o["stage"].where(o["stage"].isin(_OPEN_STAGES), ids.map(last_open))
+    clock = _deal_clock(ids)
+    fmt = "%Y-%m-%d %H:%M:%S"
+    status = o["status"].map({schema.OPEN: "Open", schema.WON: "Won", schema.LOST: "Lost"})
+    close_stamp = _stamp(o["close_date"], clock + 30, fmt)
+    return pd.DataFrame(
+        {
+            "Deal - ID": ids,
+            "Deal - Title": o["name"],
+            "Deal - Value": o["amount"].astype("float64"),
+            "Deal - Currency of Value": o["currency"].fillna("USD") if "currency" in o else "USD",
+            "Deal - Probability": (o["probability"] * 100).round().astype("Int64"),
+            "Deal - Organization": o["account"],
+            "Deal - Owner": o["owner"],
+            "Deal - Pipeline": pd.Series([_PIPELINE] * len(o), dtype="str"),
+            "Deal - Stage": stage.map(PIPEDRIVE_STAGES).astype("str"),
+            "Deal - Status": status.astype("str"),
+            "Deal - Deal created": _stamp(o["created_date"], clock, fmt),
+            "Deal - Expected close date": _strftime(o["close_date"], "%Y-%m-%d"),
+            "Deal - Won time": close_stamp.where(status == "Won", ""),
+            "Deal - Lost time": close_stamp.where(status == "Lost", ""),
+            "Deal - Lost reason": o["lost_reason"],
+            "Deal - Source channel": o["source"],
+            "Deal - Product name": o["product"],
         }
     )

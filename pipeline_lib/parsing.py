@@ -235,7 +235,8 @@ _CORE = {".": _core_pattern("."), ",": _core_pattern(",")}
 def _fast_pattern(dec: str, allow_currency: bool) -> str:
     """A regex (no back-references, so pyarrow runs it) for the common simple shapes."""
     thousands, d = (",", r"\.") if dec == "." else (r"\.", ",")
-    num = rf"(?:[0-9]{{1,3}}(?:{thousands}[0-9]{{3}})+|[0-9]{{1,3}}(?: [0-9]{{3}})+|[0-9]+)(?:{d}[0-9]+)?"
+    grouped = rf"[0-9]{{1,3}}(?:{thousands}[0-9]{{3}})+|[0-9]{{1,3}}(?: [0-9]{{3}})+"
+    num = rf"(?:{grouped}|[0-9]+)(?:{d}[0-9]+)?"
     if not allow_currency:
         return rf"[+-]?{num}"
     cur = r"(?:[A-Z]{3}|US\$|[$€£¥])"
@@ -391,12 +392,13 @@ def _parse_numeric_uniques(
         out[fast] = np.where(negative, -num, num)
         if allow_currency:
             marks = txt.str.replace(r"[^A-Z$€£¥]", "", regex=True)
-            codes = marks.map(lambda m: _CURRENCY_SYMBOLS.get(m, m) if m else None)
-            cur[fast] = codes.to_numpy(dtype=object)
+            marks = marks.where(marks != "").replace(_CURRENCY_SYMBOLS)
+            cur[fast] = marks.to_numpy(dtype=object, na_value=None)
     texts = uniq.tolist()
     for i in np.flatnonzero(~fast):
         out[i], cur[i] = _number_from_text(texts[i], dec, allow_currency)
     out[~np.isfinite(out)] = np.nan
+    cur[np.isnan(out)] = None
     return out, cur
 
 
@@ -602,7 +604,10 @@ _RE_ISO = (
     r" *(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 )
 _RE_YMD = rf"(?P<y>[0-9]{{4}})[/.](?P<m>[0-9]{{1,2}})[/.](?P<d>[0-9]{{1,2}}){_TIME}"
-_RE_NUMERIC = rf"(?P<a>[0-9]{{1,2}})(?P<s1>[/.-])(?P<b>[0-9]{{1,2}})(?P<s2>[/.-])(?P<y>[0-9]{{4}}|[0-9]{{2}}){_TIME}"
+_RE_NUMERIC = (
+    rf"(?P<a>[0-9]{{1,2}})(?P<s1>[/.-])(?P<b>[0-9]{{1,2}})(?P<s2>[/.-])"
+    rf"(?P<y>[0-9]{{4}}|[0-9]{{2}}){_TIME}"
+)
 _RE_DAY_MON = (
     rf"(?P<d>[0-9]{{1,2}})(?:st|nd|rd|th)?[ ./-]*(?P<mon>[A-Za-z]{{3,9}})\.?[ ./,-]*"
     rf"(?P<y>[0-9]{{4}}|[0-9]{{2}}){_TIME}"

@@ -376,8 +376,8 @@ class _Ledger:
                         "table": table,
                         "file": file,
                         "row": np.asarray(rows, dtype="int64"),
-                        "column": column,
-                        "reason": reason,
+                        "column": _text(column),
+                        "reason": _text(reason),
                         "value": _text(values),
                     }
                 )
@@ -392,8 +392,8 @@ class _Ledger:
                         "file": file,
                         "row": np.asarray(rows, dtype="int64"),
                         "key": _text(keys),
-                        "column": column,
-                        "issue": issue,
+                        "column": _text(column),
+                        "issue": _text(issue),
                         "value": _text(values),
                     }
                 )
@@ -405,15 +405,19 @@ class _Ledger:
             out = pd.DataFrame({c: pd.Series(dtype="str") for c in columns})
             out["row"] = out["row"].astype("int64")
             return out
-        out = pd.concat(parts, ignore_index=True)
-        return out[list(columns)]
+        out = pd.concat(parts, ignore_index=True)[list(columns)]
+        text = [c for c in columns if c != "row"]
+        return out.astype({c: "str" for c in text}).astype({"row": "int64"})
 
 
-def _text(values) -> pd.Series | str:
-    if isinstance(values, str) or values is None:
-        return values if values is not None else pd.NA
-    s = pd.Series(values).reset_index(drop=True)
-    return s.astype("str").where(s.notna(), pd.NA).str.slice(0, 200)
+def _text(values) -> np.ndarray | str:
+    """Values as a plain array of text (no index, so frames never align by accident)."""
+    if values is None:
+        return pd.NA
+    if isinstance(values, str):
+        return values
+    s = pd.Series(np.asarray(values, dtype=object))
+    return s.astype("str").where(s.notna(), pd.NA).str.slice(0, 200).to_numpy(dtype=object)
 
 
 def load_tables(config: SourceConfig, *, progress: bool = False) -> LoadResult:
@@ -603,7 +607,7 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
                 "duplicate "
                 + _UNIQUE_KEY[name]
                 + " (first seen at row "
-                + first_row[dup].astype("str")
+                + first_row[dup].astype("int64").astype("str")
                 + ")",
                 keys[dup],
             )
@@ -622,7 +626,8 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
     if name == "opportunities":
         frame = _convert_currency(config, frame, file, kept_rows, ledger)
     frame = frame.drop(columns=["_currency_parsed"], errors="ignore")
-    _row_warnings(name, frame, file, kept_rows, ledger)
+    warned = {col: mask.to_numpy()[keep] for col, (mask, _, _) in problems.items()}
+    _row_warnings(name, frame, file, kept_rows, ledger, already=warned)
 
     ledger.counts.append(
         {
@@ -790,12 +795,17 @@ def _convert_currency(config, frame, file, rows, ledger) -> pd.DataFrame:
     return frame
 
 
-def _row_warnings(name: str, frame: pd.DataFrame, file: str, rows, ledger: _Ledger) -> None:
+def _row_warnings(
+    name: str, frame: pd.DataFrame, file: str, rows, ledger: _Ledger, *, already
+) -> None:
     """Data-quality warnings on loaded rows (missing values analyses will skip)."""
     if name == "opportunities":
         key = frame["opportunity_id"]
+        amount_missing = frame["amount"].isna()
+        if "amount_original" in frame:  # already warned: a currency without a rate
+            amount_missing &= frame["amount_original"].isna()
         checks = [
-            ("amount", frame["amount"].isna(), "amount missing: skipped by revenue analyses"),
+            ("amount", amount_missing, "amount missing: skipped by revenue analyses"),
             ("amount", frame["amount"] < 0, "negative amount"),
             (
                 "created_date",
@@ -833,6 +843,8 @@ def _row_warnings(name: str, frame: pd.DataFrame, file: str, rows, ledger: _Ledg
         return
     for col, mask, issue in checks:
         m = mask.fillna(False).to_numpy(dtype=bool)
+        if col in already:  # an unparseable value was warned as such already
+            m = m & ~already[col]
         if m.any():
             ledger.warn(name, file, rows[m], key[m], col, issue, frame[col][m])
 

@@ -344,7 +344,10 @@ def test_unreadable_file_is_a_clear_error(write_config):
         ({"tables": {"opportunities": {"path": "x.csv", "colums": {}}}}, "colums"),
         ({"tables": {"opportunities": {"path": "x.csv", "preset": "zoho"}}}, "zoho"),
         ({"tables": {"opportunities": {"path": "x.csv"}}}, "stages"),
-        ({"tables": {"deals": {"path": "x.csv"}}}, "unknown table"),
+        (
+            {"tables": {"opportunities": {"path": "x.csv"}, "deals": {"path": "x.csv"}}},
+            "unknown table",
+        ),
         ({"tables": {"opportunities": {"path": "x.csv", "format": "xml"}}}, "xml"),
         (
             {"stages": {"open": ["a"], "won": ["b"]}, "tables": {"opportunities": {"path": "x"}}},
