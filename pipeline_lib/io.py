@@ -180,7 +180,7 @@ def read_table(
     Examples
     --------
     >>> t = read_table("exports/opportunities.csv", base="data/raw")  # doctest: +SKIP
-    >>> t.frame.columns[-1], t.n_read == len(t.frame) + t.rejects["row"].nunique()
+    >>> t.frame.columns[-1], t.n_read == len(t.frame) + t.rejects["row"].nunique()  # doctest: +SKIP
     ('_row', True)
     """
     fmt = _resolve_format(path, format, url, query)
@@ -320,7 +320,7 @@ def _sniff_sep(text: str) -> str:
     if len(text) > _SNIFF_CHARS:
         cut = max(sample.rfind("\n"), sample.rfind("\r"))
         sample = sample[: cut + 1] if cut > 0 else sample
-    best, best_score = ",", (0, 0)
+    best, best_score = ",", (0.0, 0)
     for cand in _SEPARATORS:
         counts: list[int] = []
         for rec in csv.reader(_io.StringIO(sample, newline=""), delimiter=cand):
@@ -332,7 +332,7 @@ def _sniff_sep(text: str) -> str:
         if not tally:
             continue
         width = max(tally, key=lambda c: (tally[c], c))
-        score = (tally[width], width)
+        score = (tally[width] / len(counts), width)  # share of records with that width
         if score > best_score:
             best, best_score = cand, score
     return best
@@ -525,14 +525,15 @@ def _assemble(
             rejected.append(rec)
             reasons.append(FOOTER_REASON)
             return
-        if filled == 1:
-            if _FOOTER_RE.match(_first_filled(fields)):
-                rejected.append(rec)
-                reasons.append(FOOTER_REASON)
-                return
-            if width > 1:
-                pending.append(rec)  # a footer if nothing but footers follows
-                return
+        # A footer line ("Copyright (c) ..., inc. All rights reserved.") may hold a comma
+        # and so split into a few fields: judge it by its first cell unless it is a full row.
+        if (filled == 1 or len(fields) != width) and _FOOTER_RE.match(_first_filled(fields)):
+            rejected.append(rec)
+            reasons.append(FOOTER_REASON)
+            return
+        if filled == 1 and width > 1:
+            pending.append(rec)  # a footer if nothing but footers follows
+            return
         if pending:
             for p in pending:
                 accept(p)

@@ -117,9 +117,11 @@ def _factorize_clean(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
         texts = pd.Series([_cell_text(v) for v in uniq], dtype="str")
     cleaned = _clean_str_series(texts)
     codes2, uniq2 = pd.factorize(cleaned, use_na_sentinel=True)
-    codes2 = np.asarray(codes2)
-    final = np.where(codes >= 0, codes2[np.where(codes >= 0, codes, 0)], -1)
-    return final.astype(np.intp), pd.Series(uniq2, dtype="str")
+    codes, codes2 = np.asarray(codes), np.asarray(codes2)
+    final = np.full(len(codes), -1, dtype=np.intp)
+    filled = codes >= 0
+    final[filled] = codes2[codes[filled]]
+    return final, pd.Series(uniq2, dtype="str")
 
 
 def _counts(codes: np.ndarray, n: int) -> np.ndarray:
@@ -515,9 +517,11 @@ def parse_amount(values: pd.Series, *, decimal: str = "auto") -> ParseResult:
 
     Examples
     --------
-    >>> r = parse_amount(pd.Series(["USD 485,000.00", "1 234,56 €"]))
+    >>> r = parse_amount(pd.Series(["USD 485,000.00", "$1,200"]))
     >>> r.values.tolist(), r.currency.tolist()
-    ([485000.0, 1234.56], ['USD', 'EUR'])
+    ([485000.0, 1200.0], ['USD', 'USD'])
+    >>> parse_amount(pd.Series(["1 234,56 €"])).values.tolist()
+    [1234.56]
     """
     return _parse_numeric(values, decimal, allow_currency=True)
 

@@ -292,7 +292,8 @@ def describe_quality(summary: pd.DataFrame, kpis: pd.DataFrame, *, notes=()) -> 
     if wr["n"] > 0:
         won, pipe = k.loc["won revenue"], k.loc["open pipeline"]
         lines.append(
-            f"Win rate **{wr['value']:.1%}** (95 % interval {wr['ci_low']:.1%}–{wr['ci_high']:.1%}, "
+            f"Win rate **{wr['value']:.1%}** "
+            f"(95 % interval {wr['ci_low']:.1%}–{wr['ci_high']:.1%}, "
             f"{int(wr['n']):,} closed deals); won revenue **{won['value']:,.0f} {won['unit']}**; "
             f"open pipeline **{pipe['value']:,.0f} {pipe['unit']}** in {int(pipe['n']):,} deals."
         )

@@ -48,7 +48,11 @@ def test_utf16_tab_separated_with_bom(write_file):
     t = read_table(path)
     assert t.encoding == "utf-16-le"
     assert t.sep == "\t"
-    expected = {"Id": ["1", "2"], "Account": ["Müller GmbH", "Åsa AB"], "Amount": ["1.234,56", "99"]}
+    expected = {
+        "Id": ["1", "2"],
+        "Account": ["Müller GmbH", "Åsa AB"],
+        "Amount": ["1.234,56", "99"],
+    }
     assert_frame_equal(t.frame, text_frame(expected, [2, 3]))
 
 
@@ -106,7 +110,9 @@ def test_semicolon_with_decimal_commas_and_dayfirst_dates(write_file):
 
     assert parsing.detect_dayfirst(t.frame["Close Date"]) is True
     dates = parsing.parse_date(t.frame["Close Date"])
-    expected = pd.Series(pd.to_datetime(["2024-01-31", "2024-02-01", None, None]), name="Close Date")
+    expected = pd.Series(
+        pd.to_datetime(["2024-01-31", "2024-02-01", None, None]), name="Close Date"
+    )
     assert_series_equal(dates.values, expected.astype("datetime64[ns]"))
 
 
@@ -422,7 +428,10 @@ _ALPHABET_ALL = _ALPHABET_SAFE + ",;\t|"
 @st.composite
 def csv_tables(draw):
     quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    terminator = draw(st.sampled_from(["\n", "\r\n"]))
     alphabet = _ALPHABET_ALL if quoting == csv.QUOTE_ALL else _ALPHABET_SAFE
+    if terminator == "\n" and quoting == csv.QUOTE_MINIMAL:
+        alphabet = alphabet.replace("\r", "")  # the writer would not quote a lone \r
     n_cols = draw(st.integers(2, 4))
     cell = st.text(alphabet=alphabet, max_size=6)
     filled = st.text(alphabet="ab1", min_size=1, max_size=3)  # keeps rows non-blank
@@ -432,11 +441,12 @@ def csv_tables(draw):
         )
     )
     sep = draw(st.sampled_from([",", ";", "\t"]))
-    terminator = draw(st.sampled_from(["\n", "\r\n"]))
     return [f"col{i}" for i in range(n_cols)], rows, sep, quoting, terminator
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(table=csv_tables())
 def test_property_round_trip(tmp_path, table):
     header, rows, sep, quoting, terminator = table
@@ -453,3 +463,11 @@ def test_property_round_trip(tmp_path, table):
     got = t.frame.drop(columns="_row").astype(object).where(t.frame.notna(), "")
     assert got.columns.tolist() == header
     assert got.values.tolist() == rows
+
+
+def test_grand_totals_as_a_proper_row(write_file):
+    content = "Owner,Stage,Amount\nAnn,Won,10\nGrand Totals (1 record),,10\n"
+    t = read_table(write_file("g.csv", content))
+    assert t.frame["Owner"].tolist() == ["Ann"]
+    assert t.rejects[["row", "reason"]].values.tolist() == [[3, "report footer line"]]
+    assert reconciles(t)

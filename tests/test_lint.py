@@ -23,7 +23,7 @@ def _ruff() -> str:
 
 def test_ruff_check():
     res = subprocess.run(
-        [_ruff(), "check", "pipeline_lib", "tests", "notebooks", "benchmarks"],
+        [_ruff(), "check", "pipeline_lib", "tests", "notebooks"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -33,7 +33,7 @@ def test_ruff_check():
 
 def test_ruff_format():
     res = subprocess.run(
-        [_ruff(), "format", "--check", "pipeline_lib", "tests", "notebooks", "benchmarks"],
+        [_ruff(), "format", "--check", "pipeline_lib", "tests", "notebooks"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
