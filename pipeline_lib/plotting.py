@@ -9,10 +9,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["plot_load_summary", "plot_reject_reasons", "set_theme"]
 
-_LOADED, _REJECTED = "#4C72B0", "#DD8452"
+_REJECTED = "#DD8452"
 
 
 def set_theme() -> None:
@@ -31,33 +32,31 @@ def _check_columns(frame: pd.DataFrame, needed, fn: str) -> None:
 
 
 def plot_load_summary(summary: pd.DataFrame, *, ax=None):
-    """Horizontal stacked bars of loaded and rejected rows per table.
+    """Share of rows rejected per table, labelled with the counts behind it.
 
     Parameters
     ----------
     summary : DataFrame
-        From :func:`pipeline_lib.quality.compute_load_summary` (``table, loaded, rejected``).
+        From :func:`pipeline_lib.quality.compute_load_summary`
+        (``table, read, rejected, rejected_pct``).
     ax : matplotlib Axes, optional
 
     Returns
     -------
     matplotlib Axes
     """
-    _check_columns(summary, ["table", "loaded", "rejected"], "plot_load_summary")
+    _check_columns(summary, ["table", "read", "rejected", "rejected_pct"], "plot_load_summary")
     ax = ax if ax is not None else plt.gca()
     y = range(len(summary))
-    ax.barh(y, summary["loaded"], color=_LOADED, label="loaded")
-    ax.barh(y, summary["rejected"], left=summary["loaded"], color=_REJECTED, label="rejected")
+    pct = summary["rejected_pct"].fillna(0)
+    ax.barh(y, pct, color=_REJECTED)
     ax.set_yticks(list(y), summary["table"])
     ax.invert_yaxis()
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlabel("rows (log scale)")
-    ax.set_title("Rows read per table: loaded and rejected")
+    ax.set_xlim(0, max(1.0, float(pct.max()) * 1.6))
+    ax.set_xlabel("rows rejected (% of rows read)")
+    ax.set_title("Rows rejected per table")
     for i, row in enumerate(summary.itertuples()):
-        ax.text(
-            row.loaded + row.rejected, i, f"  {row.rejected:,} rejected", va="center", fontsize=9
-        )
-    ax.legend(loc="lower right")
+        ax.text(pct.iloc[i], i, f"  {row.rejected:,} of {row.read:,} rows", va="center", fontsize=9)
     return ax
 
 
@@ -84,5 +83,6 @@ def plot_reject_reasons(reasons: pd.DataFrame, *, top: int = 10, ax=None):
     ax.set_yticks(range(len(head)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("rejected rows")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Why rows were rejected")
     return ax

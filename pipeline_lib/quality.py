@@ -285,7 +285,7 @@ def describe_quality(summary: pd.DataFrame, kpis: pd.DataFrame, *, notes=()) -> 
     k = kpis.set_index("metric")
     lines = [
         f"**{read:,} rows read, {loaded:,} loaded, {rejected:,} rejected** "
-        f"({100 * rejected / read if read else 0:.1f} %) across {len(summary)} table(s); "
+        f"({100 * rejected / read if read else 0:.2f} %) across {len(summary)} table(s); "
         f"{int(summary['warned_rows'].sum()):,} loaded rows carry a data-quality warning.",
     ]
     wr = k.loc["win rate"]
