@@ -62,6 +62,7 @@ __all__ = [
 _OVERRIDES_KEY = "notebooks"
 _LATEST = "latest"
 _STAMP_FORMAT = "%Y-%m-%d_%H%M%S"
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
 _HEADING_RE = re.compile(r"^\s{0,3}#{1,6}\s+(?P<text>.+?)\s*#*\s*$")
 
 
@@ -362,7 +363,11 @@ def export_html(
     nb.metadata["title"] = title
 
     exporter = HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+        extra_template_basedirs=[str(_TEMPLATES)],
+        template_name="report",  # lab, minus every script fetched from a CDN
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
     )
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     try:

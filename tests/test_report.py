@@ -240,6 +240,8 @@ def test_html_has_outputs_but_no_code_and_no_stderr(runs):
     for code in ('print("printed-value"', "print(&quot;printed-value", "import textwrap"):
         assert code not in page
     assert "stderr-noise" not in page and "warn-noise" not in page
+    # the report opens offline: no script is fetched from anywhere
+    assert "<script src=" not in page and "cdnjs" not in page
     # the executed notebook itself keeps the stderr output
     assert "stderr-noise" in (runs["good"].run_dir / "a_summary.ipynb").read_text()
 
