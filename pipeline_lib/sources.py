@@ -11,6 +11,7 @@ rejected, per table).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -504,7 +505,7 @@ def _resolve_columns(
         elif col in spec.explicit:
             raise MissingColumnError(
                 f"{raw.file}: column {_fmt_alts(wanted)} (mapped to {col!r} in {config.path}) "
-                f"is not in the file. Headers present: {headers}. "
+                f"is not in the file.{_did_you_mean(wanted, headers)} Headers present: {headers}. "
                 f"Fix: correct tables.{spec.name}.columns.{col} in the source config."
             )
     missing = [c for c in schema.required_columns(spec.name) if c not in found]
@@ -512,7 +513,9 @@ def _resolve_columns(
         missing.remove("stage")
     if missing:
         details = "; ".join(
-            f"{c!r} (looked for {_fmt_alts(spec.columns.get(c, (c,)))})" for c in missing
+            f"{c!r} (looked for {_fmt_alts(spec.columns.get(c, (c,)))})"
+            f"{_did_you_mean(spec.columns.get(c, (c,)), headers)}"
+            for c in missing
         )
         raise MissingColumnError(
             f"{raw.file}: required column(s) missing for table {spec.name!r}: {details}. "
@@ -520,6 +523,13 @@ def _resolve_columns(
             f"in {config.path} (canonical name: source header)."
         )
     return found
+
+
+def _did_you_mean(wanted, headers) -> str:
+    close = [
+        m for w in wanted for m in difflib.get_close_matches(str(w), headers, n=1, cutoff=0.75)
+    ]
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _fmt_alts(names) -> str:

@@ -302,6 +302,9 @@ def test_explicit_mapping_to_absent_header_is_an_error(write_file, write_config)
     cfg = _sf_config(write_file, write_config, columns={"team": "Owner Role"})
     with pytest.raises(MissingColumnError, match="Owner Role"):
         load_dataset(cfg, as_of=None)
+    cfg = _sf_config(write_file, write_config, columns={"product": "Product Nmae"})
+    with pytest.raises(MissingColumnError, match="Did you mean 'Product Name'"):
+        load_dataset(cfg, as_of=None)
 
 
 def test_unknown_stage_names_value_file_and_fix(write_file, write_config):
