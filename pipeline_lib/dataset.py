@@ -55,6 +55,8 @@ class Dataset:
         The load's ledgers (see :func:`pipeline_lib.sources.load_tables`).
     stages : StageConfig
         Canonical stages in order, won and lost stages.
+    parse_notes : DataFrame
+        How each date/number column was read (``table, file, column, source, how``).
     milestones : tuple of str
         Lead funnel milestone columns, in order.
     as_of : Timestamp or None
@@ -72,6 +74,7 @@ class Dataset:
     warnings: pd.DataFrame
     counts: pd.DataFrame
     stages: StageConfig
+    parse_notes: pd.DataFrame | None = None
     milestones: tuple[str, ...] = ()
     as_of: pd.Timestamp | None = None
     source: str = ""
@@ -237,6 +240,7 @@ def load_dataset(source=DEFAULT_SOURCE, *, as_of, progress: bool = False) -> Dat
         warnings=result.warnings,
         counts=result.counts,
         stages=config.stages,
+        parse_notes=result.parse_notes,
         milestones=lead_spec.milestones if lead_spec is not None else (),
         source=str(config.path),
         base_currency=config.base_currency,

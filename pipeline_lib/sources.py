@@ -33,6 +33,7 @@ __all__ = [
     "LoadResult",
     "WARNING_COLUMNS",
     "COUNT_COLUMNS",
+    "NOTE_COLUMNS",
     "REJECT_COLUMNS",
     "load_source_config",
     "load_tables",
@@ -41,6 +42,7 @@ __all__ = [
 REJECT_COLUMNS = ("table", "file", "row", "column", "reason", "value")
 WARNING_COLUMNS = ("table", "file", "row", "key", "column", "issue", "value")
 COUNT_COLUMNS = ("table", "file", "read", "loaded", "rejected")
+NOTE_COLUMNS = ("table", "file", "column", "source", "how")
 
 _FORMATS = ("csv", "tsv", "excel", "parquet", "sql")
 _PARSE_KEYS = ("encoding", "sep", "decimal", "dayfirst")
@@ -161,6 +163,7 @@ class LoadResult:
     rejects: pd.DataFrame
     warnings: pd.DataFrame
     counts: pd.DataFrame
+    parse_notes: pd.DataFrame
 
 
 def _cfg_error(path: Path, where: str, message: str) -> SourceConfigError:
@@ -368,6 +371,7 @@ class _Ledger:
         self.rejects: list[pd.DataFrame] = []
         self.warnings: list[pd.DataFrame] = []
         self.counts: list[dict] = []
+        self.notes: list[dict] = []
 
     def reject(self, table, file, rows, column, reason, values) -> None:
         if len(rows):
@@ -436,8 +440,10 @@ def load_tables(config: SourceConfig, *, progress: bool = False) -> LoadResult:
     LoadResult
         ``tables`` (canonical frames, validated), ``rejects`` (columns ``table, file,
         row, column, reason, value``), ``warnings`` (``table, file, row, key, column,
-        issue, value``) and ``counts`` (``table, file, read, loaded, rejected`` with
-        ``read == loaded + rejected`` on every line). Inputs are never modified.
+        issue, value``), ``counts`` (``table, file, read, loaded, rejected`` with
+        ``read == loaded + rejected`` on every line) and ``parse_notes`` (``table, file,
+        column, source, how``: how dates and numbers were read, e.g. day-first decided
+        from the values). Inputs are never modified.
 
     Raises
     ------
@@ -482,6 +488,7 @@ def load_tables(config: SourceConfig, *, progress: bool = False) -> LoadResult:
         rejects=_Ledger._frame(ledger.rejects, REJECT_COLUMNS),
         warnings=_Ledger._frame(ledger.warnings, WARNING_COLUMNS),
         counts=counts,
+        parse_notes=pd.DataFrame(ledger.notes, columns=list(NOTE_COLUMNS)).astype("str"),
     )
 
 
@@ -567,7 +574,17 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
     for col, headers in found.items():
         raw_col = _coalesce(src, headers)
         kind = schema.kind_of(name, col) or ("date" if col in spec.milestones else "text")
-        parsed, invalid, issue, currency = _parse_column(kind, raw_col, spec, dayfirst_hint)
+        parsed, invalid, issue, currency, note = _parse_column(kind, raw_col, spec, dayfirst_hint)
+        if note:
+            ledger.notes.append(
+                {
+                    "table": name,
+                    "file": file,
+                    "column": col,
+                    "source": " / ".join(headers),
+                    "how": note,
+                }
+            )
         if col in spec.values and kind in ("text", "id"):
             parsed = _alias(parsed, spec.values[col])
         out[col] = parsed
@@ -678,31 +695,37 @@ def _file_dayfirst(spec: TableSpec, src: pd.DataFrame, found) -> bool | None:
 
 
 def _parse_column(kind, values: pd.Series, spec: TableSpec, dayfirst_hint):
-    """Parse one raw column; returns (values, invalid mask or None, issue text, currency)."""
+    """Parse one raw column; returns (values, invalid mask or None, issue, currency, note)."""
     decimal = spec.parse.get("decimal", "auto")
     if kind in ("id", "text", "stage", "status"):
         if values.dtype != "str" and values.dtype != object:
             values = values.astype("str").where(values.notna(), pd.NA)
             if kind == "id":  # ids that a database or spreadsheet stored as numbers
                 values = values.str.replace(r"\.0$", "", regex=True)
-        return parsing.clean_text(values), None, "", None
+        return parsing.clean_text(values), None, "", None, ""
     if kind == "date":
         day = spec.parse.get("dayfirst", "auto")
-        if day == "auto":
-            own = parsing.detect_dayfirst(values) if values.dtype in ("str", object) else None
-            day = (
-                own if own is not None else (dayfirst_hint if dayfirst_hint is not None else "auto")
-            )
+        textual = values.dtype == "str" or values.dtype == object
+        if day == "auto" and dayfirst_hint is not None and textual:
+            if parsing.detect_dayfirst(values) is None:  # undecided alone: follow the file
+                res = parsing.parse_date(values, dayfirst=dayfirst_hint)
+                order = "day-first" if dayfirst_hint else "month-first"
+                note = f"{order}, as decided by the other date columns of this file"
+                return res.values, res.invalid, "not a date", None, note
         res = parsing.parse_date(values, dayfirst=day)
-        return res.values, res.invalid, "not a date", None
+        return res.values, res.invalid, "not a date", None, _configured(res.note)
     if kind == "amount":
         res = parsing.parse_amount(values, decimal=decimal)
-        return res.values, res.invalid, "not an amount", res.currency
+        return res.values, res.invalid, "not an amount", res.currency, _configured(res.note)
     if kind == "percent":
         res = parsing.parse_percent(values, decimal=decimal)
-        return res.values, res.invalid, "not a percentage in 0–100 %", None
+        return res.values, res.invalid, "not a percentage in 0–100 %", None, _configured(res.note)
     res = parsing.parse_number(values, decimal=decimal)
-    return res.values, res.invalid, "not a number", None
+    return res.values, res.invalid, "not a number", None, _configured(res.note)
+
+
+def _configured(note: str) -> str:
+    return note.replace("(as requested)", "(set in the source config)")
 
 
 def _alias(values: pd.Series, mapping: Mapping[str, str]) -> pd.Series:

@@ -40,6 +40,7 @@ def test_data_quality_report_reads_well(run):
     assert re.search(r"[\d,]+ rows read, [\d,]+ loaded, [\d,]+ rejected", text)
     assert "report footer line" in text  # the demo exports carry Salesforce footers
     assert "Win rate" in text
+    assert "day-first (set in the source config)" in text  # how the leads dates were read
     assert "load_dataset(" not in html  # no code in the report
     assert "cmdstanpy" not in html and "WARNING" not in html  # no log noise
     assert "<img" in html  # the figures are embedded

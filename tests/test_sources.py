@@ -366,3 +366,32 @@ def test_config_errors(write_config, config, match):
 def test_missing_config_file():
     with pytest.raises(SourceConfigError, match="not found"):
         sources.load_source_config("/nonexistent/source.yaml")
+
+
+def test_day_order_of_an_undecided_date_column_follows_the_file(write_file, write_config):
+    write_file(
+        "d.csv",
+        "id,stage,created,closed,amount\n"
+        "1,won,31/01/2025,03/02/2025,1\n"  # created decides day-first; closed cannot alone
+        "2,lost,13/01/2025,04/02/2025,1\n",
+    )
+    cfg = write_config(
+        {
+            "stages": {"open": ["open"], "won": ["won"], "lost": ["lost"]},
+            "tables": {
+                "opportunities": {
+                    "path": "d.csv",
+                    "columns": {
+                        "opportunity_id": "id",
+                        "created_date": "created",
+                        "close_date": "closed",
+                    },
+                }
+            },
+        }
+    )
+    ds = load_dataset(cfg, as_of=None)
+    assert list(ds.opportunities["close_date"]) == list(pd.to_datetime(["2025-02-03", "2025-02-04"]))
+    how = ds.parse_notes.set_index("column")["how"]
+    assert how["created_date"].startswith("day-first (from values like")
+    assert how["close_date"] == "day-first, as decided by the other date columns of this file"
