@@ -706,12 +706,12 @@ def _parse_column(kind, values: pd.Series, spec: TableSpec, dayfirst_hint):
     if kind == "date":
         day = spec.parse.get("dayfirst", "auto")
         textual = values.dtype == "str" or values.dtype == object
-        if day == "auto" and dayfirst_hint is not None and textual:
-            if parsing.detect_dayfirst(values) is None:  # undecided alone: follow the file
-                res = parsing.parse_date(values, dayfirst=dayfirst_hint)
-                order = "day-first" if dayfirst_hint else "month-first"
-                note = f"{order}, as decided by the other date columns of this file"
-                return res.values, res.invalid, "not a date", None, note
+        follow_file = day == "auto" and dayfirst_hint is not None and textual
+        if follow_file and parsing.detect_dayfirst(values) is None:  # undecided alone
+            res = parsing.parse_date(values, dayfirst=dayfirst_hint)
+            order = "day-first" if dayfirst_hint else "month-first"
+            note = f"{order}, as decided by the other date columns of this file"
+            return res.values, res.invalid, "not a date", None, note
         res = parsing.parse_date(values, dayfirst=day)
         return res.values, res.invalid, "not a date", None, _configured(res.note)
     if kind == "amount":

@@ -391,7 +391,9 @@ def test_day_order_of_an_undecided_date_column_follows_the_file(write_file, writ
         }
     )
     ds = load_dataset(cfg, as_of=None)
-    assert list(ds.opportunities["close_date"]) == list(pd.to_datetime(["2025-02-03", "2025-02-04"]))
+    assert list(ds.opportunities["close_date"]) == list(
+        pd.to_datetime(["2025-02-03", "2025-02-04"])
+    )
     how = ds.parse_notes.set_index("column")["how"]
     assert how["created_date"].startswith("day-first (from values like")
     assert how["close_date"] == "day-first, as decided by the other date columns of this file"
