@@ -939,28 +939,20 @@ def _cross_checks(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> None:
                     c["rejected"] += int(orphan.sum())
             tables["stage_history"] = hist.loc[~orphan].reset_index(drop=True)
     file_of = {c["table"]: c["file"] for c in ledger.counts}
-    if "leads" in tables and "lead_id" in opps:
-        linked = opps["lead_id"].notna()
-        dangling = linked & ~opps["lead_id"].isin(tables["leads"]["lead_id"])
-        m = dangling.to_numpy()
-        ledger.warn(
-            "opportunities",
-            file_of["opportunities"],
-            opps["_row"][m],
-            opps["opportunity_id"][m],
-            "lead_id",
-            "lead_id not found in the leads table",
-            opps["lead_id"][m],
-        )
-    if "products" in tables and "product" in opps:
-        unknown = opps["product"].notna() & ~opps["product"].isin(tables["products"]["product"])
-        m = unknown.to_numpy()
-        ledger.warn(
-            "opportunities",
-            file_of["opportunities"],
-            opps["_row"][m],
-            opps["opportunity_id"][m],
-            "product",
-            "product not in the products table (add an alias under values.product?)",
-            opps["product"][m],
-        )
+    links = (  # opportunities column -> the table and column it should be found in
+        ("lead_id", "leads", "lead_id", "lead_id not found in the leads table"),
+        ("product", "products", "product", "product not in the products table (alias it?)"),
+        ("account", "accounts", "account", "account not in the accounts table (alias it?)"),
+    )
+    for col, table, key, issue in links:
+        if table in tables and col in opps:
+            m = (opps[col].notna() & ~opps[col].isin(tables[table][key])).to_numpy()
+            ledger.warn(
+                "opportunities",
+                file_of["opportunities"],
+                opps["_row"][m],
+                opps["opportunity_id"][m],
+                col,
+                issue,
+                opps[col][m],
+            )
