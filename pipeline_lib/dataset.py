@@ -196,18 +196,6 @@ class Dataset:
             tables["lead_costs"] = costs.loc[costs["period"] < end].reset_index(drop=True)
         return replace(self, tables=tables, as_of=ts, notes=tuple(notes))
 
-    def summary(self) -> pd.DataFrame:
-        """Rows per table. Columns: ``table, rows, present``."""
-        rows = [
-            {
-                "table": t,
-                "rows": len(self.tables[t]) if t in self.tables else 0,
-                "present": t in self.tables,
-            }
-            for t in schema.TABLES
-        ]
-        return pd.DataFrame(rows)
-
 
 def load_dataset(source=DEFAULT_SOURCE, *, as_of, progress: bool = False) -> Dataset:
     """Load a source config into a :class:`Dataset`, as known on ``as_of``.

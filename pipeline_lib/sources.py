@@ -570,11 +570,17 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
 
     out: dict[str, pd.Series] = {}
     problems: dict[str, tuple[pd.Series, str, pd.Series]] = {}  # column -> (mask, issue, raw)
-    dayfirst_hint = _file_dayfirst(spec, src, found)
+    raw_cols = {col: _coalesce(src, headers) for col, headers in found.items()}
+    kinds = {
+        col: schema.kind_of(name, col) or ("date" if col in spec.milestones else "text")
+        for col in found
+    }
+    day_orders = _day_orders(spec, raw_cols, kinds)
     for col, headers in found.items():
-        raw_col = _coalesce(src, headers)
-        kind = schema.kind_of(name, col) or ("date" if col in spec.milestones else "text")
-        parsed, invalid, issue, currency, note = _parse_column(kind, raw_col, spec, dayfirst_hint)
+        raw_col, kind = raw_cols[col], kinds[col]
+        parsed, invalid, issue, currency, note = _parse_column(
+            kind, raw_col, spec, day_orders.get(col, ("auto", None))
+        )
         if note:
             ledger.notes.append(
                 {
@@ -599,11 +605,7 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
         if h == "_row" or h in used:
             continue
         target = h if h not in frame.columns else f"{h} (source)"
-        frame[target] = (
-            parsing.clean_text(src[h])
-            if src[h].dtype == "str" or src[h].dtype == object
-            else src[h]
-        )
+        frame[target] = parsing.clean_text(src[h]) if _is_text(src[h]) else src[h]
 
     if name == "opportunities" or name == "stage_history":
         frame = _apply_stages(config, spec, raw, frame, found)
@@ -677,43 +679,47 @@ def _order_columns(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     return frame[canon + rest]
 
 
-def _file_dayfirst(spec: TableSpec, src: pd.DataFrame, found) -> bool | None:
-    """Day order for the whole file: the config's, else what the file's date columns say."""
+def _is_text(values: pd.Series) -> bool:
+    return values.dtype == "str" or values.dtype == object
+
+
+def _day_orders(spec: TableSpec, raw_cols, kinds) -> dict[str, tuple[object, str | None]]:
+    """Per date column: the ``dayfirst`` to parse it with, and a note when the file decided.
+
+    The config's setting wins; else a column decides for itself from its values; a
+    column whose values cannot tell follows the file's other date columns when they agree.
+    """
+    dates = [c for c, k in kinds.items() if k == "date"]
     opt = spec.parse.get("dayfirst", "auto")
     if opt != "auto":
-        return bool(opt)
-    votes = set()
-    for col, headers in found.items():
-        kind = schema.kind_of(spec.name, col) or ("date" if col in spec.milestones else None)
-        if kind == "date":
-            s = _coalesce(src, headers)
-            if s.dtype == "str" or s.dtype == object:
-                d = parsing.detect_dayfirst(s)
-                if d is not None:
-                    votes.add(d)
-    return votes.pop() if len(votes) == 1 else None
+        return {c: (bool(opt), None) for c in dates}
+    own = {
+        c: parsing.detect_dayfirst(raw_cols[c]) if _is_text(raw_cols[c]) else None for c in dates
+    }
+    votes = {d for d in own.values() if d is not None}
+    if len(votes) != 1:
+        return {c: ("auto", None) for c in dates}
+    hint = votes.pop()
+    note = f"{'day' if hint else 'month'}-first, as decided by the other date columns of this file"
+    return {
+        c: (hint, note) if own[c] is None and _is_text(raw_cols[c]) else ("auto", None)
+        for c in dates
+    }
 
 
-def _parse_column(kind, values: pd.Series, spec: TableSpec, dayfirst_hint):
+def _parse_column(kind, values: pd.Series, spec: TableSpec, day_order=("auto", None)):
     """Parse one raw column; returns (values, invalid mask or None, issue, currency, note)."""
     decimal = spec.parse.get("decimal", "auto")
     if kind in ("id", "text", "stage", "status"):
-        if values.dtype != "str" and values.dtype != object:
+        if not _is_text(values):
             values = values.astype("str").where(values.notna(), pd.NA)
             if kind == "id":  # ids that a database or spreadsheet stored as numbers
                 values = values.str.replace(r"\.0$", "", regex=True)
         return parsing.clean_text(values), None, "", None, ""
     if kind == "date":
-        day = spec.parse.get("dayfirst", "auto")
-        textual = values.dtype == "str" or values.dtype == object
-        follow_file = day == "auto" and dayfirst_hint is not None and textual
-        if follow_file and parsing.detect_dayfirst(values) is None:  # undecided alone
-            res = parsing.parse_date(values, dayfirst=dayfirst_hint)
-            order = "day-first" if dayfirst_hint else "month-first"
-            note = f"{order}, as decided by the other date columns of this file"
-            return res.values, res.invalid, "not a date", None, note
+        day, decided_by_file = day_order
         res = parsing.parse_date(values, dayfirst=day)
-        return res.values, res.invalid, "not a date", None, _configured(res.note)
+        return res.values, res.invalid, "not a date", None, decided_by_file or _configured(res.note)
     if kind == "amount":
         res = parsing.parse_amount(values, decimal=decimal)
         return res.values, res.invalid, "not an amount", res.currency, _configured(res.note)

@@ -46,6 +46,26 @@ def _sf_config(write_file, write_config, text=SALESFORCE, **extra):
     return write_config({"tables": {"opportunities": opp}})
 
 
+def _plain_config(write_config, **top):
+    """Config for a plain `d.csv` with columns id, stage, created, closed, amount[, currency]."""
+    return write_config(
+        {
+            **top,
+            "stages": {"open": ["open"], "won": ["won"], "lost": ["lost"]},
+            "tables": {
+                "opportunities": {
+                    "path": "d.csv",
+                    "columns": {
+                        "opportunity_id": "id",
+                        "created_date": "created",
+                        "close_date": "closed",
+                    },
+                }
+            },
+        }
+    )
+
+
 def test_salesforce_report_with_bom_footer_currency_strings_and_mixed_case(
     write_file, write_config
 ):
@@ -262,22 +282,7 @@ def test_currency_conversion_and_missing_rate(write_file, write_config):
         "2,won,2025-01-01,2025-02-01,100,USD\n"
         "3,lost,2025-01-01,2025-02-01,100,JPY\n",
     )
-    cfg = write_config(
-        {
-            "currency_rates": {"EUR": 1.1},
-            "stages": {"open": ["open"], "won": ["won"], "lost": ["lost"]},
-            "tables": {
-                "opportunities": {
-                    "path": "d.csv",
-                    "columns": {
-                        "opportunity_id": "id",
-                        "created_date": "created",
-                        "close_date": "closed",
-                    },
-                }
-            },
-        }
-    )
+    cfg = _plain_config(write_config, currency_rates={"EUR": 1.1})
     ds = load_dataset(cfg, as_of=None)
     np.testing.assert_allclose(ds.opportunities["amount"], [110.0, 100.0, np.nan])
     assert ds.opportunities["amount_original"].tolist() == [100.0, 100.0, 100.0]
@@ -375,21 +380,7 @@ def test_day_order_of_an_undecided_date_column_follows_the_file(write_file, writ
         "1,won,31/01/2025,03/02/2025,1\n"  # created decides day-first; closed cannot alone
         "2,lost,13/01/2025,04/02/2025,1\n",
     )
-    cfg = write_config(
-        {
-            "stages": {"open": ["open"], "won": ["won"], "lost": ["lost"]},
-            "tables": {
-                "opportunities": {
-                    "path": "d.csv",
-                    "columns": {
-                        "opportunity_id": "id",
-                        "created_date": "created",
-                        "close_date": "closed",
-                    },
-                }
-            },
-        }
-    )
+    cfg = _plain_config(write_config)
     ds = load_dataset(cfg, as_of=None)
     assert list(ds.opportunities["close_date"]) == list(
         pd.to_datetime(["2025-02-03", "2025-02-04"])
