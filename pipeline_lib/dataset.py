@@ -196,6 +196,96 @@ class Dataset:
             tables["lead_costs"] = costs.loc[costs["period"] < end].reset_index(drop=True)
         return replace(self, tables=tables, as_of=ts, notes=tuple(notes))
 
+    # -- filters ------------------------------------------------------------------
+    def filter(
+        self,
+        *,
+        start=None,
+        end=None,
+        date_column: str | None = "created_date",
+        **equals,
+    ) -> Dataset:
+        """The deals (and leads) inside a date range and matching segment values.
+
+        - Opportunities are kept when ``date_column`` lies in ``[start, end]`` (both
+          inclusive, whole days; a deal with no date there is dropped once a bound is
+          set) and every ``column=value`` in ``equals`` matches (``value`` may be a list
+          of allowed values; ``None`` means no filter on that column).
+        - The stage history keeps the remaining deals' rows.
+        - Leads are filtered by their own ``created_date`` range and by those ``equals``
+          columns they have (e.g. ``source``); other tables are kept whole.
+
+        Parameters
+        ----------
+        start, end : str, date or Timestamp, optional
+            Inclusive bounds on ``date_column``.
+        date_column : str or None, default "created_date"
+            The opportunities' date the range applies to.
+        **equals
+            Segment filters, e.g. ``team="EMEA"`` or ``product=["A", "B"]``.
+
+        Returns
+        -------
+        Dataset
+            A new Dataset (``notes`` gain a line describing the filter); this one is
+            not modified.
+
+        Raises
+        ------
+        ValueError
+            When a filter names a column the opportunities do not have.
+
+        Examples
+        --------
+        >>> ds.filter(start="2025-01-01", team="EMEA")  # doctest: +SKIP
+        """
+        opps = self.opportunities
+        unknown = [c for c in equals if c not in opps.columns]
+        if unknown:
+            raise ValueError(
+                f"cannot filter on {unknown}: the opportunities have no such column "
+                f"(columns: {', '.join(c for c in opps.columns if not c.startswith('_'))})"
+            )
+        lo = None if start is None else to_timestamp(start, name="start")
+        hi = None if end is None else to_timestamp(end, name="end") + pd.Timedelta(days=1)
+        if (lo is not None or hi is not None) and date_column not in opps.columns:
+            raise ValueError(f"date_column={date_column!r} is not a column of the opportunities")
+        active = {k: v for k, v in equals.items() if v is not None}
+
+        def _keep(frame: pd.DataFrame, date_col: str | None) -> pd.Series:
+            keep = pd.Series(True, index=frame.index)
+            if date_col is not None and date_col in frame.columns:
+                if lo is not None:
+                    keep &= frame[date_col] >= lo
+                if hi is not None:
+                    keep &= frame[date_col] < hi
+            for col, value in active.items():
+                if col in frame.columns:
+                    allowed = list(value) if isinstance(value, list | tuple | set) else [value]
+                    keep &= frame[col].isin(allowed)
+            return keep
+
+        if not active and lo is None and hi is None:
+            return self
+        tables = dict(self.tables)
+        opps = opps.loc[_keep(opps, date_column)].reset_index(drop=True)
+        tables["opportunities"] = opps
+        hist = self.stage_history
+        if hist is not None:
+            tables["stage_history"] = hist.loc[
+                hist["opportunity_id"].isin(opps["opportunity_id"])
+            ].reset_index(drop=True)
+        leads = self.leads
+        if leads is not None:
+            tables["leads"] = leads.loc[_keep(leads, "created_date")].reset_index(drop=True)
+        parts = [f"{k} = {v}" for k, v in active.items()]
+        if lo is not None or hi is not None:
+            span = f"{lo.date() if lo is not None else '…'} to "
+            span += f"{(hi - pd.Timedelta(days=1)).date() if hi is not None else '…'}"
+            parts.insert(0, f"{date_column} {span}")
+        note = f"Filtered to {'; '.join(parts)}: {len(opps):,} opportunities."
+        return replace(self, tables=tables, notes=(*self.notes, note))
+
 
 def load_dataset(source=DEFAULT_SOURCE, *, as_of, progress: bool = False) -> Dataset:
     """Load a source config into a :class:`Dataset`, as known on ``as_of``.

@@ -15,6 +15,7 @@ __all__ = [
     "UnknownStageError",
     "DataValidationError",
     "ReportError",
+    "InsufficientDataError",
 ]
 
 
@@ -44,3 +45,11 @@ class DataValidationError(PipelineError):
 
 class ReportError(PipelineError):
     """A report run failed (a notebook raised, timed out or could not be written)."""
+
+
+class InsufficientDataError(PipelineError):
+    """An analysis cannot be computed on this data (too few rows, a table is missing).
+
+    The message says what is missing and what would make the analysis possible; views
+    and notebooks show it as a note instead of failing.
+    """

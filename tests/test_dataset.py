@@ -85,3 +85,37 @@ def test_as_of_is_required_and_checked():
     with pytest.raises(ValueError, match="not a date"):
         to_timestamp("yesterday-ish")
     assert to_timestamp("2025-12-31T23:00:00+02:00") == pd.Timestamp("2025-12-31")
+
+
+def test_filter_by_date_range_and_segment(config, write_file, write_config):
+    ds = load_dataset(config(True), as_of=None)
+    # created 2025-01-01 (O1), 2025-02-20 (O2), 2025-03-10 (O3), missing (O4)
+    f = ds.filter(start="2025-02-01", end="2025-03-10")
+    assert sorted(f.opportunities["opportunity_id"]) == ["O2", "O3"]  # both bounds inclusive
+    assert set(f.stage_history["opportunity_id"]) == {"O2"}  # O3 has no history rows
+    assert "Filtered to created_date 2025-02-01 to 2025-03-10: 2 opportunities." in f.notes
+    g = ds.filter(stage=["Won", "Lost"])
+    assert sorted(g.opportunities["opportunity_id"]) == ["O1", "O2", "O4"]
+    assert ds.filter(stage=None) is ds  # nothing active: the same dataset
+    assert len(ds.opportunities) == 4  # the original is untouched
+    with pytest.raises(ValueError, match="no such column"):
+        ds.filter(team="EMEA")
+
+
+def test_filter_applies_to_leads_by_their_own_columns(write_file, write_config):
+    write_file("opps.csv", OPPS)
+    write_file(
+        "leads.csv",
+        "lead_id,created_date,source\nL1,2025-01-05,Web\nL2,2025-02-05,Event\nL3,2025-03-05,Web\n",
+    )
+    path = write_config(
+        {
+            "stages": STAGES,
+            "tables": {"opportunities": {"path": "opps.csv"}, "leads": {"path": "leads.csv"}},
+        }
+    )
+    ds = load_dataset(path, as_of=None)
+    f = ds.filter(start="2025-02-01")
+    assert sorted(f.leads["lead_id"]) == ["L2", "L3"]
+    # leads have no 'stage' column: a stage filter leaves them whole
+    assert len(ds.filter(stage="Won").leads) == 3

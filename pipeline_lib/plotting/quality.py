@@ -1,34 +1,13 @@
-"""Seaborn/matplotlib figures. Functions draw frames computed elsewhere; they never compute.
-
-Axes-level functions take ``ax=None`` (falling back to the current axes), keyword-only
-options, and return the Axes.
-"""
+"""Figures of the data-quality notebook (load summary, reject reasons)."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import pandas as pd
-import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["plot_load_summary", "plot_reject_reasons", "set_theme"]
+from ._base import REJECTED, check_columns
 
-_REJECTED = "#DD8452"
-
-
-def set_theme() -> None:
-    """The workbench's figure style (readable in HTML reports and dashboards)."""
-    sns.set_theme(style="whitegrid", context="notebook")
-    plt.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight", "figure.figsize": (8, 4)})
-
-
-def _check_columns(frame: pd.DataFrame, needed, fn: str) -> None:
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"{fn}: frame lacks columns {missing}; "
-            "pass the output of the matching compute_ function"
-        )
+__all__ = ["plot_load_summary", "plot_reject_reasons"]
 
 
 def plot_load_summary(summary: pd.DataFrame, *, ax=None):
@@ -45,11 +24,11 @@ def plot_load_summary(summary: pd.DataFrame, *, ax=None):
     -------
     matplotlib Axes
     """
-    _check_columns(summary, ["table", "read", "rejected", "rejected_pct"], "plot_load_summary")
+    check_columns(summary, ["table", "read", "rejected", "rejected_pct"], "plot_load_summary")
     ax = ax if ax is not None else plt.gca()
     y = range(len(summary))
     pct = summary["rejected_pct"].fillna(0)
-    ax.barh(y, pct, color=_REJECTED)
+    ax.barh(y, pct, color=REJECTED)
     ax.set_yticks(list(y), summary["table"])
     ax.invert_yaxis()
     ax.set_xlim(0, max(1.0, float(pct.max()) * 1.6))
@@ -75,11 +54,11 @@ def plot_reject_reasons(reasons: pd.DataFrame, *, top: int = 10, ax=None):
     -------
     matplotlib Axes
     """
-    _check_columns(reasons, ["table", "reason", "rows"], "plot_reject_reasons")
+    check_columns(reasons, ["table", "reason", "rows"], "plot_reject_reasons")
     ax = ax if ax is not None else plt.gca()
     head = reasons.head(top)
     labels = head["table"] + ": " + head["reason"].str.slice(0, 60)
-    ax.barh(range(len(head)), head["rows"], color=_REJECTED)
+    ax.barh(range(len(head)), head["rows"], color=REJECTED)
     ax.set_yticks(range(len(head)), labels)
     ax.invert_yaxis()
     ax.set_xlabel("rejected rows")

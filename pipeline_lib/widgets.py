@@ -1,0 +1,391 @@
+"""The filter bar of the dashboards, and the glue that shows report sections.
+
+A notebook builds one :class:`FilterBar` over its Dataset and shows each section with
+:meth:`FilterBar.show`. In a static report (a Papermill run) the bar is invisible and
+every section is displayed once. Interactively (Voila, JupyterLab) the bar shows a date
+range and a dropdown per segment column; changing one re-renders every section from
+results cached per filter state. This module computes nothing itself: sections are
+*views* (see :mod:`pipeline_lib.views`).
+
+The mode comes from the environment: ``PIPELINE_WORKBENCH_MODE`` set to ``report`` (the
+runner sets it), ``dashboard`` or ``interactive`` wins; otherwise a kernel started by
+Voila (``VOILA_KERNEL_ID``) or by a Jupyter server (``JPY_SESSION_NAME``) is
+interactive, and anything else (plain ``papermill``, a script) is static.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from .dataset import Dataset, to_timestamp
+from .errors import InsufficientDataError
+
+__all__ = ["FilterBar", "is_interactive", "render_items"]
+
+MODE_VARIABLE = "PIPELINE_WORKBENCH_MODE"
+_ALL = "(all)"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_OPTIONS = 300
+_CACHE_SIZE = 64
+
+
+def is_interactive(environ=None) -> bool:
+    """True when the kernel runs under Voila or JupyterLab rather than as a static report."""
+    env = os.environ if environ is None else environ
+    mode = env.get(MODE_VARIABLE, "").strip().lower()
+    if mode == "report":
+        return False
+    if mode in {"dashboard", "interactive"}:
+        return True
+    return bool(env.get("VOILA_KERNEL_ID") or env.get("JPY_SESSION_NAME"))
+
+
+def _require_ipywidgets():
+    try:
+        import ipywidgets
+    except ImportError:  # pragma: no cover - ipywidgets is a dependency
+        raise ImportError(
+            "the dashboard filter bar needs ipywidgets: pip install ipywidgets"
+        ) from None
+    return ipywidgets
+
+
+def _bundle(item) -> tuple[dict, dict]:
+    """The MIME bundle (data, metadata) of one displayable item; figures are closed."""
+    from IPython.display import Markdown
+    from matplotlib.figure import Figure
+
+    if isinstance(item, str):
+        item = Markdown(item)
+    data, meta = _formatter().format(item)
+    # Binary payloads (PNG) travel as base64 text in notebooks and widget messages.
+    data = {
+        k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v
+        for k, v in data.items()
+    }
+    if isinstance(item, Figure):
+        import matplotlib.pyplot as plt
+
+        plt.close(item)
+    return data, meta
+
+
+def _formatter():
+    """The kernel's display formatter, or (outside IPython) one that renders figures."""
+    from IPython import get_ipython
+    from IPython.core.formatters import DisplayFormatter
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    if shell is not None:
+        return shell.display_formatter
+    formatter = DisplayFormatter()
+    formatter.formatters["image/png"].for_type(Figure, _figure_png)
+    return formatter
+
+
+def _figure_png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def render_items(items: Iterable) -> list[tuple[dict, dict]]:
+    """Turn a view's items into MIME bundles (``str`` becomes Markdown; figures closed)."""
+    return [_bundle(item) for item in items]
+
+
+def _note(message: str) -> list[tuple[dict, dict]]:
+    text = f"> **Not available here.** {message}"
+    return render_items([text])
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+class _Section:
+    def __init__(self, view, options, controls, output, inputs):
+        self.view = view
+        self.options = options
+        self.controls = controls
+        self.output = output
+        self.inputs = inputs
+
+
+class FilterBar:
+    """A date range and segment dropdowns that filter the Dataset every section sees.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The loaded data (usually already a snapshot on ``as_of``).
+    as_of : str, date or Timestamp
+        Passed to every view.
+    segments : sequence of str, default ("team", "product", "source")
+        Opportunity columns offered as dropdowns; columns absent or with fewer than two
+        values are left out.
+    date_column : str or None, default "created_date"
+        The opportunities' date the range filters; ``None`` shows no date range (for
+        analyses that need the whole history, such as a forecast).
+    interactive : bool, optional
+        Force the mode; by default :func:`is_interactive` decides.
+
+    Examples
+    --------
+    >>> bar = FilterBar(ds, as_of="2025-12-31")  # doctest: +SKIP
+    >>> bar.display()  # doctest: +SKIP
+    >>> bar.show(views.scorecard, group_by="product")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        ds: Dataset,
+        *,
+        as_of,
+        segments: Sequence[str] = ("team", "product", "source"),
+        date_column: str | None = "created_date",
+        interactive: bool | None = None,
+    ) -> None:
+        self._base = ds
+        self.as_of = to_timestamp(as_of)
+        opps = ds.opportunities
+        self.segments = [
+            c for c in segments if c in opps.columns and opps[c].dropna().nunique() > 1
+        ]
+        self.date_column = date_column if date_column in opps.columns else None
+        self.interactive = is_interactive() if interactive is None else bool(interactive)
+        self._filters: dict = {"start": None, "end": None}
+        self._filters.update({c: None for c in self.segments})
+        self._sections: list[_Section] = []
+        self._cache: OrderedDict = OrderedDict()
+        self._datasets: OrderedDict = OrderedDict()
+        self._widget = None
+        self._status = None
+
+    # -- state ----------------------------------------------------------------------
+    @property
+    def filters(self) -> dict:
+        """The active filters: ``start``, ``end`` and one entry per segment (None = all)."""
+        return dict(self._filters)
+
+    @property
+    def dataset(self) -> Dataset:
+        """The Dataset filtered by the bar's current state."""
+        key = _freeze(self._filters)
+        if key not in self._datasets:
+            segs = {c: self._filters[c] for c in self.segments}
+            if self.date_column is None:
+                ds = self._base.filter(date_column=None, **segs)
+            else:
+                ds = self._base.filter(
+                    start=self._filters["start"],
+                    end=self._filters["end"],
+                    date_column=self.date_column,
+                    **segs,
+                )
+            self._datasets[key] = ds
+            while len(self._datasets) > 8:
+                self._datasets.popitem(last=False)
+        return self._datasets[key]
+
+    def set_filters(self, **filters) -> None:
+        """Change filters (``start``, ``end``, segment columns) and re-render every section.
+
+        Raises
+        ------
+        ValueError
+            When a name is not a filter of this bar.
+        """
+        unknown = [k for k in filters if k not in self._filters]
+        if unknown:
+            raise ValueError(f"unknown filter(s) {unknown}; this bar has {list(self._filters)}")
+        for key, value in filters.items():
+            if key in ("start", "end") and value is not None:
+                value = to_timestamp(value, name=key).date().isoformat()
+            self._filters[key] = value
+        self._refresh_status()
+        for section in self._sections:
+            self._render(section)
+
+    # -- display ----------------------------------------------------------------------
+    def display(self) -> None:
+        """Show the bar (interactive mode only; a static report shows nothing)."""
+        if not self.interactive:
+            return
+        from IPython.display import display
+
+        display(self._build_widget())
+
+    def show(self, view: Callable, *, controls: Sequence[str] = (), **options) -> None:
+        """Display one section: ``view(bar.dataset, as_of=bar.as_of, **options)``.
+
+        Parameters
+        ----------
+        view : callable
+            ``view(ds, *, as_of, **options) -> list`` of displayable items.
+        controls : sequence of str
+            Options that get their own input widget above the section (interactive
+            mode only); its type follows the option's value (bool, int, float, an ISO
+            date string, other strings).
+        **options
+            Passed to the view.
+
+        An :class:`~pipeline_lib.errors.InsufficientDataError` from the view is shown as
+        a note. In a static report any other error propagates (the run fails loudly);
+        interactively it is shown in the section so the dashboard stays usable.
+        """
+        from IPython.display import display
+
+        missing = [c for c in controls if c not in options]
+        if missing:
+            raise ValueError(f"controls {missing} need a starting value among the options")
+        if not self.interactive:
+            for data, meta in self._compute(view, options):
+                display(data, metadata=meta, raw=True)
+            return
+        ipw = _require_ipywidgets()
+        inputs = {name: self._control(name, options[name]) for name in controls}
+        output = ipw.Output()
+        output.add_class("pw-section")
+        section = _Section(view, dict(options), tuple(controls), output, inputs)
+        for widget in inputs.values():
+            widget.observe(lambda _change, s=section: self._render(s), names="value")
+        self._sections.append(section)
+        children = []
+        if inputs:
+            children.append(ipw.HBox(list(inputs.values())))
+        children.append(output)
+        display(ipw.VBox(children))
+        self._render(section)
+
+    # -- internals ----------------------------------------------------------------------
+    def _compute(self, view, options) -> list[tuple[dict, dict]]:
+        key = (getattr(view, "__module__", ""), getattr(view, "__qualname__", repr(view)))
+        key = (*key, _freeze(self._filters), _freeze(options))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        try:
+            bundles = render_items(view(self.dataset, as_of=self.as_of, **options))
+        except InsufficientDataError as exc:
+            bundles = _note(str(exc))
+        self._cache[key] = bundles
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return bundles
+
+    def _render(self, section: _Section) -> None:
+        options = dict(section.options)
+        for name, widget in section.inputs.items():
+            options[name] = _control_value(widget, section.options[name])
+        try:
+            bundles = self._compute(section.view, options)
+        except Exception as exc:  # noqa: BLE001 - keep the dashboard alive, show why
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            bundles = render_items([f"> **This section failed:** `{detail}`"])
+        # Setting the outputs at once (rather than printing into the widget) replaces the
+        # section in one step and works from widget callbacks in any kernel.
+        section.output.outputs = tuple(
+            {"output_type": "display_data", "data": data, "metadata": meta}
+            for data, meta in bundles
+        )
+
+    def _control(self, name: str, value):
+        ipw = _require_ipywidgets()
+        label = name.replace("_", " ")
+        style = {"description_width": "initial"}
+        if isinstance(value, bool):
+            widget = ipw.Checkbox(value=value, description=label)
+        elif isinstance(value, int):
+            widget = ipw.IntText(value=value, description=label, style=style)
+        elif isinstance(value, float):
+            widget = ipw.FloatText(value=value, description=label, style=style)
+        elif isinstance(value, str) and _ISO_DATE.match(value):
+            widget = ipw.DatePicker(value=pd.Timestamp(value).date(), description=label)
+        else:
+            widget = ipw.Text(value=str(value), description=label, continuous_update=False)
+        widget.add_class(f"pw-control-{name}")
+        return widget
+
+    def _build_widget(self):
+        if self._widget is not None:
+            return self._widget
+        ipw = _require_ipywidgets()
+        children = []
+        if self.date_column is not None:
+            col = self._base.opportunities[self.date_column]
+            for key, label in (("start", "from"), ("end", "to")):
+                picker = ipw.DatePicker(description=label, value=None)
+                picker.add_class(f"pw-filter-{key}")
+                picker.observe(
+                    lambda change, k=key: self.set_filters(
+                        **{k: None if change["new"] is None else change["new"].isoformat()}
+                    ),
+                    names="value",
+                )
+                children.append(picker)
+            if col.notna().any():
+                label = self.date_column.replace("_", " ")
+                span = f"{label}: {col.min():%Y-%m-%d} to {col.max():%Y-%m-%d}"
+                children.append(ipw.HTML(f"<small>{span}</small>"))
+        for column in self.segments:
+            values = self._base.opportunities[column].dropna().astype(str).unique()
+            values = sorted(values)[:_MAX_OPTIONS]
+            dropdown = ipw.Dropdown(
+                options=[_ALL, *values], value=_ALL, description=column.replace("_", " ")
+            )
+            dropdown.add_class(f"pw-filter-{column}")
+            dropdown.observe(
+                lambda change, c=column: self.set_filters(
+                    **{c: None if change["new"] == _ALL else change["new"]}
+                ),
+                names="value",
+            )
+            children.append(dropdown)
+        self._status = ipw.HTML()
+        self._status.add_class("pw-filter-status")
+        self._refresh_status()
+        bar = ipw.HBox(children, layout=ipw.Layout(flex_flow="row wrap"))
+        self._widget = ipw.VBox([bar, self._status])
+        self._widget.add_class("pw-filter-bar")
+        return self._widget
+
+    def _refresh_status(self) -> None:
+        if self._status is None:
+            return
+        shown = len(self.dataset.opportunities)
+        total = len(self._base.opportunities)
+        active = [f"{k} {v}" for k, v in self._filters.items() if v is not None]
+        what = "; ".join(active) if active else "no filter"
+        self._status.value = (
+            f"<small>Showing {shown:,} of {total:,} opportunities ({what}).</small>"
+        )
+
+
+def _control_value(widget, original):
+    value = widget.value
+    if isinstance(original, str) and _ISO_DATE.match(original):
+        return original if value is None else value.isoformat()
+    if isinstance(original, bool):
+        return bool(value)
+    if isinstance(original, int) and not isinstance(original, bool):
+        return int(value)
+    if isinstance(original, float):
+        return float(value)
+    return value
