@@ -5,12 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= notebooks/params/default.yaml
 
-.PHONY: run test demo lint format clean help
+.PHONY: run test demo dashboards lab lint format clean help
 
 help:
 	@echo "make run    create the environment if needed, build the demo data, run the full report"
 	@echo "make test   run the whole test suite"
 	@echo "make demo   (re)build the demo data if missing or stale"
+	@echo "make dashboards  serve the published notebooks with Voila on http://127.0.0.1:8866"
+	@echo "make lab    open JupyterLab on the project (analysts)"
 	@echo "make lint   ruff check + format check"
 
 # The environment is rebuilt when missing, broken, or older than pyproject.toml.
@@ -27,6 +29,13 @@ demo: $(STAMP)
 run: $(STAMP) demo
 	$(BIN)/python -m pipeline_lib run --params $(PARAMS)
 
+# Voila settings: notebooks/voila.json. PARAMS is injected into every dashboard.
+dashboards: $(STAMP) demo
+	$(BIN)/python -m pipeline_lib.dashboards --params $(PARAMS)
+
+lab: $(STAMP) demo
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.ip=127.0.0.1
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
@@ -39,4 +48,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix pipeline_lib tests notebooks
 
 clean:
-	rm -rf $(VENV) data/demo reports/20*  reports/latest .pytest_cache
+	rm -rf $(VENV) data/demo reports/20* reports/latest .pytest_cache build
