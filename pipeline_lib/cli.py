@@ -1,15 +1,21 @@
 """Command line: ``pipeline-workbench`` / ``python -m pipeline_lib``.
 
 A thin argparse layer over :func:`pipeline_lib.report.run_reports` and
-:func:`pipeline_lib.demo.ensure_demo`. Exit codes: 0 success, 1 a notebook failed,
-2 a usage or configuration error (printed as ``error: <message>``, no traceback).
-Paths given on the command line are taken relative to the current directory.
+:func:`pipeline_lib.demo.ensure_demo`. Exit codes: 0 success, 1 a notebook failed or
+timed out, 2 a usage or configuration error (printed as ``error: <message>``, no
+traceback), 3 another run holds the lock of the reports folder, 130 interrupted
+(Ctrl-C or SIGTERM). Paths given on the command line are taken relative to the
+current directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import textwrap
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +26,52 @@ from .errors import PipelineError
 __all__ = ["build_parser", "main"]
 
 _PROG = "pipeline-workbench"
+
+#: Exit statuses (documented in ``--help`` and the README).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+EXIT_INTERRUPTED = 130
+
+_EXIT_CODES = """\
+exit status:
+  0    every notebook succeeded; REPORTS_DIR/latest points at the new run
+  1    a notebook failed or timed out: the run folder keeps its executed notebook with
+       the error marked, a summary is printed, REPORTS_DIR/latest is left unchanged
+  2    usage or configuration error (bad option, parameters file, unknown notebook or
+       parameter); nothing ran
+  3    another run holds the lock of REPORTS_DIR (its pid and start time are printed);
+       nothing ran
+  130  interrupted (Ctrl-C or SIGTERM): kernels killed, no run folder kept, latest unchanged
+"""
+
+_RUN_EPILOG = f"""\
+examples:
+  {_PROG} run                # every notebook, notebooks/params/default.yaml
+  {_PROG} run --params notebooks/params/my_crm.yaml --workers 2
+  {_PROG} run --notebook 00_data_quality --notebook 03_sales_forecast --timeout 1800
+  {_PROG} run --quiet --keep 30    # for cron: prints nothing unless a notebook fails
+  python -m pipeline_lib run --help      # the same command without the installed script
+  papermill --help-notebook notebooks/00_data_quality.ipynb    # a notebook's parameters
+
+parameters file (YAML): top-level keys go to every notebook that declares them; a
+'notebooks:' mapping holds per-notebook overrides, e.g.
+  source_config: data/sources/my_crm.yaml
+  as_of: "2025-12-31"
+  notebooks:
+    00_data_quality:
+      kpi_window_days: 180
+
+run folders: REPORTS_DIR/<YYYY-MM-DD_HHMMSS>/ holds index.html, one <notebook>.html and
+executed <notebook>.ipynb per notebook, and manifest.json (parameters, input file
+fingerprints, package versions, timings, status). A run is built in a hidden
+REPORTS_DIR/.run-* folder and renamed when done; REPORTS_DIR/latest is switched to it
+atomically only when every notebook succeeded. One run at a time per REPORTS_DIR
+(lock file REPORTS_DIR/.lock). After a run, all but the --keep newest run folders
+are deleted, except the one 'latest' points to.
+
+{_EXIT_CODES}"""
 
 
 def _positive_int(text: str) -> int:
@@ -44,24 +96,43 @@ def _notebook_arg(text: str) -> str | Path:
     return text
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pipeline-workbench`` command."""
+    from .report import DEFAULT_KEEP
+
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description="Sales Pipeline Workbench: run the report notebooks, prepare demo data.",
+        epilog=f"Run '{_PROG} COMMAND --help' for a command's options.\n\n{_EXIT_CODES}",
+        formatter_class=raw,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(
         "run",
         help="execute the notebooks into a dated HTML report folder",
-        description=(
-            "Execute the parameterised notebooks with Papermill into "
+        description=textwrap.fill(
+            "Execute the parameterised notebooks with Papermill, in parallel, into "
             "REPORTS_DIR/<YYYY-MM-DD_HHMMSS>/ (executed notebooks, code-free HTML, "
             "index.html, manifest.json) and, when every notebook succeeded, point "
-            "REPORTS_DIR/latest at it. Exit status: 0 all ok, 1 a notebook failed, "
-            "2 usage or configuration error."
+            "REPORTS_DIR/latest at it. Progress goes to stderr, one line per notebook "
+            "started and finished.",
+            width=88,
+            break_on_hyphens=False,
         ),
+        epilog=_RUN_EPILOG,
+        formatter_class=raw,
     )
     run.add_argument(
         "--params",
@@ -78,28 +149,47 @@ def build_parser() -> argparse.ArgumentParser:
         type=_notebook_arg,
         metavar="NAME",
         help="notebook to run, by name (e.g. 00_data_quality, from "
-        f"{config.NOTEBOOKS_DIR}) or path; repeat for several (default: all, sorted)",
+        f"{config.NOTEBOOKS_DIR}) or path; repeat for several (default: every "
+        "published notebook, NN_name.ipynb, sorted)",
     )
     run.add_argument(
         "--reports-dir",
         type=_user_path,
         default=config.REPORTS_DIR,
         metavar="DIR",
-        help="folder receiving the dated run folders and the 'latest' link (default: %(default)s)",
+        help="folder receiving the dated run folders, the 'latest' link and the lock file "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--workers",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="notebooks executed in parallel, one kernel each (default: number of CPUs)",
+        help="notebooks executed in parallel, one kernel each "
+        f"(default: number of CPUs, here {os.cpu_count() or 1})",
     )
     run.add_argument(
         "--timeout",
-        type=_positive_int,
+        type=_non_negative_int,
         default=600,
         metavar="S",
-        help="seconds a single cell may run before its notebook fails (default: %(default)s)",
+        help="seconds one notebook may run before it is stopped and reported as a "
+        "timeout; 0 for no limit (default: %(default)s)",
+    )
+    run.add_argument(
+        "--keep",
+        type=_non_negative_int,
+        default=DEFAULT_KEEP,
+        metavar="N",
+        help="run folders to keep: the N newest plus the one 'latest' points to; "
+        "0 keeps every run (default: %(default)s)",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress lines and no summary on success; failures are still reported "
+        "on stderr (default: off)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -135,35 +225,59 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--force",
         action="store_true",
-        help="regenerate even when the existing data is current",
+        help="regenerate even when the existing data is current (default: off)",
     )
     demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .report import run_reports
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    result = run_reports(
-        args.params,
-        notebooks=args.notebooks,
-        reports_dir=args.reports_dir,
-        workers=args.workers,
-        timeout=args.timeout,
-        started_at=datetime.now(),
-    )
-    n_failed = sum(r.status != "ok" for r in result.results)
-    total = sum(r.seconds for r in result.results)
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import report
+
+    # SIGTERM (systemd stop, kill) is handled like Ctrl-C: kernels killed, nothing published.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = report.run_reports(
+            args.params,
+            notebooks=args.notebooks,
+            reports_dir=args.reports_dir,
+            workers=args.workers,
+            timeout=args.timeout or None,
+            keep=args.keep,
+            started_at=datetime.now(),
+            progress=not args.quiet,
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if result.ok:
-        print(f"{len(result.results)} notebook(s) ok ({total:.1f} s of notebook time)")
-        print(f"latest -> {result.run_dir.name}")
-    else:
-        print(f"{n_failed} of {len(result.results)} notebook(s) failed; 'latest' was not updated")
-        for r in result.results:
-            if r.status != "ok":
-                print(f"  {r.name}: {r.error} (see {r.executed})")
-    print(f"report: {result.index}")
-    return 0 if result.ok else 1
+        if not args.quiet:
+            total = sum(r.seconds for r in result.results)
+            print(f"{len(result.results)} notebook(s) ok ({total:.1f} s of notebook time)")
+            print(f"latest -> {result.run_dir.name}")
+            if result.pruned:
+                names = ", ".join(p.name for p in result.pruned)
+                print(f"pruned {len(result.pruned)} old run(s): {names}")
+            print(f"report: {result.index}")
+        return EXIT_OK
+    failed = result.failed
+    latest = result.run_dir.parent / "latest"
+    kept = (
+        f"'latest' still points at {os.readlink(latest)} (unchanged)"
+        if latest.is_symlink()
+        else "no run has succeeded yet, so there is no 'latest' report"
+    )
+    lines = [f"FAILED: {len(failed)} of {len(result.results)} notebook(s) did not succeed; {kept}"]
+    lines += ["  " + r.describe_failure().replace("\n", "\n  ") for r in failed]
+    lines.append(f"report of this run: {result.index}")
+    print("\n".join(lines), file=sys.stderr)
+    return EXIT_FAILED
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -190,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 1 when a notebook failed, 2 on a usage or configuration error.
+        0 on success, 1 when a notebook failed or timed out, 2 on a usage or
+        configuration error, 3 when another run holds the lock, 130 when interrupted.
     """
     parser = build_parser()
     try:
@@ -200,8 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from .report import RunLockedError
+
     try:
         return args.handler(args)
+    except RunLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: every kernel was stopped; nothing was published", file=sys.stderr)
+        return EXIT_INTERRUPTED

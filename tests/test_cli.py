@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -60,22 +62,57 @@ def _run(project: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_run_all_ok_exits_0(project, capsys):
     code = main(_run(project, "--notebook", str(project / "good.ipynb")))
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    assert "[ok] good" in out
-    (run_dir,) = [p for p in (project / "reports").iterdir() if p.name != "latest"]
-    assert f"report: {run_dir / 'index.html'}" in out
+    assert "[start] good" in captured.err and "[ok] good" in captured.err  # progress: stderr
+    (run_dir,) = [p for p in (project / "reports").iterdir() if p.name not in ("latest", ".lock")]
+    assert f"report: {run_dir / 'index.html'}" in captured.out
+    assert f"latest -> {run_dir.name}" in captured.out
     assert (project / "reports" / "latest").resolve() == run_dir
 
 
 @pytest.mark.slow
-def test_run_with_failing_notebook_exits_1(project, capsys):
-    code = main(_run(project, "--notebook", str(project / "bad.ipynb")))
+def test_quiet_run_prints_nothing_on_success(project, capsys):
+    code = main(_run(project, "--notebook", str(project / "good.ipynb"), "--quiet"))
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out == "" and captured.err == ""
+    assert (project / "reports" / "latest").is_symlink()
+
+
+@pytest.mark.slow
+def test_run_with_failing_notebook_exits_1_and_says_where(project, capsys):
+    assert main(_run(project, "--notebook", str(project / "good.ipynb"), "-q")) == 0
+    before = os.readlink(project / "reports" / "latest")
+    code = main(_run(project, "--notebook", str(project / "bad.ipynb"), "--quiet"))
     captured = capsys.readouterr()
     assert code == 1
-    assert "RuntimeError: nope 3" in captured.out
-    assert "report: " in captured.out and "Traceback" not in captured.out + captured.err
-    assert not (project / "reports" / "latest").exists()
+    err = captured.err
+    assert err.startswith("FAILED: 1 of 1 notebook(s) did not succeed")
+    assert f"'latest' still points at {before} (unchanged)" in err
+    # which notebook, which cell (In [1] parameters, [2] injected, [3] body), which line
+    assert 'bad: failed at cell In [3]: raise RuntimeError(f"nope {x}")' in err
+    assert "RuntimeError: nope 3" in err
+    (failed_run,) = [
+        p for p in (project / "reports").iterdir() if p.name not in ("latest", ".lock", before)
+    ]
+    assert f"executed notebook, error marked: {failed_run / 'bad.ipynb'}" in err
+    assert f"report of this run: {failed_run / 'index.html'}" in err
+    assert "Traceback" not in captured.out + err
+    assert os.readlink(project / "reports" / "latest") == before
+
+
+def test_run_refused_while_another_run_holds_the_lock_exits_3(project, capsys):
+    from pipeline_lib.report import _run_lock
+
+    reports = project / "reports"
+    reports.mkdir()
+    with _run_lock(reports, params_path=project / "params.yaml"):
+        code = main(_run(project, "--notebook", str(project / "good.ipynb")))
+    captured = capsys.readouterr()
+    assert code == 3
+    assert captured.err.startswith("error: another report run is in progress")
+    assert f"pid {os.getpid()}" in captured.err and "Traceback" not in captured.err
+    assert sorted(p.name for p in reports.iterdir()) == [".lock"]  # nothing ran
 
 
 @pytest.mark.parametrize(
@@ -101,7 +138,17 @@ def test_config_errors_exit_2_without_traceback(project, capsys, params, extra, 
     assert not (project / "reports").exists() or not any((project / "reports").iterdir())
 
 
-@pytest.mark.parametrize("argv", [["run", "--workers", "0"], ["run", "--bogus"], ["nope"], []])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--workers", "0"],
+        ["run", "--keep", "-1"],
+        ["run", "--timeout", "soon"],
+        ["run", "--bogus"],
+        ["nope"],
+        [],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -110,7 +157,18 @@ def test_usage_errors_exit_2(argv, capsys):
 @pytest.mark.parametrize(
     ("command", "options"),
     [
-        ("run", ["--params", "--notebook", "--reports-dir", "--workers", "--timeout"]),
+        (
+            "run",
+            [
+                "--params",
+                "--notebook",
+                "--reports-dir",
+                "--workers",
+                "--timeout",
+                "--keep",
+                "--quiet",
+            ],
+        ),
         ("demo", ["--out", "--n-opportunities", "--seed", "--force"]),
     ],
 )
@@ -119,8 +177,16 @@ def test_help_documents_every_option(command, options, capsys):
     out = capsys.readouterr().out
     for option in options:
         assert option in out
+    if command == "run":
+        # each option shows its default; the epilog has examples and every exit status
+        assert " ".join(out.split()).count("(default: ") >= 7
+        assert "examples:" in out and "exit status:" in out
+        for code in ("0 ", "1 ", "2 ", "3 ", "130 "):
+            assert f"\n  {code}" in out
+        assert "papermill --help-notebook" in out and ".lock" in out
     assert main(["--help"]) == 0
-    assert command in capsys.readouterr().out
+    top = capsys.readouterr().out
+    assert command in top and "exit status:" in top
 
 
 def test_run_arguments_are_passed_through(monkeypatch, tmp_path, capsys):
@@ -140,7 +206,11 @@ def test_run_arguments_are_passed_through(monkeypatch, tmp_path, capsys):
     assert seen["notebooks"] == ["00_data_quality"]
     assert seen["reports_dir"] == config.REPORTS_DIR
     assert seen["workers"] is None and seen["timeout"] == 600
+    assert seen["keep"] == 10 and seen["progress"] is True
     assert seen["started_at"] is not None
+    seen.clear()
+    assert main(["run", "--timeout", "0", "--keep", "0", "--quiet"]) == 0
+    assert seen["timeout"] is None and seen["keep"] == 0 and seen["progress"] is False
 
 
 @pytest.mark.parametrize(("generated", "word"), [(True, "generated"), (False, "is current")])
@@ -170,3 +240,50 @@ def test_python_dash_m_entry_point():
     )
     assert proc.returncode == 0
     assert "--reports-dir" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_kills_the_kernel_and_publishes_nothing(project):
+    pid_file = project / "kernel.pid"
+    _notebook(
+        project / "hangs.ipynb",
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)",
+    )
+    reports = project / "reports"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline_lib",
+            *_run(project, "--notebook", str(project / "hangs.ipynb")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        for _ in range(1200):  # until the kernel runs the hanging cell
+            if pid_file.exists() and pid_file.read_text():
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        kernel_pid = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    # ipykernel's "running over TCP without encryption" warning never reaches the console
+    assert "without encryption" not in err and "IPKernelApp" not in err
+    assert sorted(p.name for p in reports.iterdir()) == [".lock"]  # no run folder, no latest
+    for _ in range(100):  # the kernel is gone (killed with its process group)
+        try:
+            os.kill(kernel_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"kernel {kernel_pid} still alive after the run was stopped")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,10 +17,11 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from pipeline_lib import config
+from pipeline_lib import config, report
 from pipeline_lib.errors import PipelineError, ReportError
 from pipeline_lib.report import (
     NotebookResult,
+    RunLockedError,
     RunResult,
     export_html,
     load_params,
@@ -184,18 +189,172 @@ def test_unknown_notebook_name_is_an_error(project, tmp_path):
         run_reports(project["params"], notebooks=["no_such_notebook"], reports_dir=tmp_path)
 
 
-def test_input_fingerprints_resolve_relative_values_against_project_root(tmp_path):
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_input_fingerprints_follow_source_configs(tmp_path):
     from pipeline_lib.report import _input_fingerprints, _Job
 
-    extra = tmp_path / "extra.csv"
-    extra.write_text("a,b\n1,2\n", encoding="utf-8")
-    params = {"source": "pyproject.toml", "as_of": "2025-12-31", "n": 3, "files": [str(extra)]}
-    inputs = _input_fingerprints([_Job("nb", tmp_path / "nb.ipynb", params)])
-    assert set(inputs) == {"pyproject.toml", str(extra)}
+    (tmp_path / "opps.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (tmp_path / "crm.sqlite").write_bytes(b"not really sqlite")
+    source = write_yaml(
+        tmp_path / "src.yaml",
+        {
+            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
+            "tables": {
+                "opportunities": {"path": "opps.csv"},
+                "targets": {"format": "sql", "url": "sqlite:///crm.sqlite", "query": "select 1"},
+                "lead_costs": {
+                    "format": "sql",
+                    "url": "postgresql://bob:s3cret@db.example/crm",
+                    "query": "select 1",
+                },
+                "stage_history": {"wide_from": "opportunities"},
+            },
+        },
+    )
+    plain = write_yaml(tmp_path / "plain.yaml", {"not": "a source config"})
+    jobs = [
+        _Job("nb1", tmp_path / "nb1.ipynb", {"source_config": str(source), "as_of": "2025-12-31"}),
+        _Job("nb2", tmp_path / "nb2.ipynb", {"source_config": str(source), "n": 3}),
+        _Job("nb3", tmp_path / "nb3.ipynb", {"extra": "pyproject.toml", "more": [str(plain)]}),
+    ]
+    inputs = _input_fingerprints(jobs)
+    assert set(inputs) == {
+        str(source),
+        str(tmp_path / "opps.csv"),
+        str(tmp_path / "crm.sqlite"),
+        "sql:postgresql://bob:***@db.example/crm",
+        "pyproject.toml",  # relative values are taken against the project root
+        str(plain),
+    }
+    config_entry = inputs[str(source)]
+    assert config_entry["kind"] == "source config"
+    assert config_entry["sha256"] == _digest(source)
+    assert config_entry["used_by"] == ["nb1", "nb2"]
+    opps = inputs[str(tmp_path / "opps.csv")]
+    assert opps["kind"] == "table" and opps["tables"] == ["opportunities"]
+    assert opps["size"] == 8 and opps["sha256"] == _digest(tmp_path / "opps.csv")
+    mtime = (tmp_path / "opps.csv").stat().st_mtime
+    assert datetime.fromisoformat(opps["mtime"]).timestamp() == pytest.approx(mtime, abs=1)
+    db = inputs[str(tmp_path / "crm.sqlite")]
+    assert db["tables"] == ["targets"] and db["sha256"] == _digest(tmp_path / "crm.sqlite")
+    server = inputs["sql:postgresql://bob:***@db.example/crm"]
+    assert server["kind"] == "database" and "sha256" not in server
+    assert "s3cret" not in json.dumps(inputs)  # the password is never written
     pyproject = config.PROJECT_ROOT / "pyproject.toml"
     assert inputs["pyproject.toml"]["path"] == str(pyproject)
-    assert inputs["pyproject.toml"]["size"] == pyproject.stat().st_size
-    assert inputs["pyproject.toml"]["sha256"] == hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    assert inputs["pyproject.toml"]["sha256"] == _digest(pyproject)
+    assert inputs[str(plain)]["kind"] == "file"
+
+
+def test_input_fingerprints_record_missing_table_files(tmp_path):
+    from pipeline_lib.report import _input_fingerprints, _Job
+
+    source = write_yaml(
+        tmp_path / "src.yaml",
+        {
+            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
+            "tables": {"opportunities": {"path": "gone.csv"}},
+        },
+    )
+    inputs = _input_fingerprints([_Job("nb", tmp_path / "nb.ipynb", {"s": str(source)})])
+    assert inputs[str(tmp_path / "gone.csv")]["error"] == "file not found"
+
+
+def _fake_run(reports: Path, name: str) -> Path:
+    run = reports / name
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}", encoding="utf-8")
+    return run
+
+
+def test_prune_keeps_newest_runs_and_latest_target(tmp_path):
+    from pipeline_lib.report import _Progress, _prune
+
+    reports = tmp_path / "reports"
+    names = [
+        "2025-01-01_000000",
+        "2025-01-02_000000",
+        "2025-01-02_000000-2",
+        "2025-01-02_000000-10",  # suffix 10 sorts after 2 (numeric, not text order)
+        "2025-01-03_000000",
+        "2025-01-04_000000",
+    ]
+    runs = {n: _fake_run(reports, n) for n in names}
+    (reports / "latest").symlink_to("2025-01-02_000000")
+    (reports / "2020-01-01_000000").mkdir()  # no manifest: not a run folder, never touched
+    (reports / "notes").mkdir()
+    removed = _prune(
+        reports, keep=2, current=runs["2025-01-04_000000"], progress=_Progress(0, enabled=False)
+    )
+    assert sorted(p.name for p in removed) == [
+        "2025-01-01_000000",
+        "2025-01-02_000000-10",
+        "2025-01-02_000000-2",
+    ]
+    assert sorted(p.name for p in reports.iterdir()) == [
+        "2020-01-01_000000",
+        "2025-01-02_000000",  # latest's target survives although it is old
+        "2025-01-03_000000",
+        "2025-01-04_000000",
+        "latest",
+        "notes",
+    ]
+
+
+def test_prune_never_deletes_the_current_run(tmp_path):
+    from pipeline_lib.report import _Progress, _prune
+
+    reports = tmp_path / "reports"
+    old = _fake_run(reports, "2000-01-01_000000")  # a run started with an old timestamp
+    _fake_run(reports, "2025-01-01_000000")
+    assert _prune(reports, keep=1, current=old, progress=_Progress(0, enabled=False)) == ()
+
+
+def test_lock_refuses_a_second_run_and_names_the_holder(tmp_path):
+    from pipeline_lib.report import _run_lock
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    params = tmp_path / "p.yaml"
+    with _run_lock(reports, params_path=params):
+        holder = json.loads((reports / ".lock").read_text(encoding="utf-8"))
+        assert holder["pid"] == os.getpid() and holder["params_file"] == str(params)
+        with pytest.raises(RunLockedError) as info, _run_lock(reports, params_path=params):
+            pass
+        message = str(info.value)
+        assert f"pid {os.getpid()}" in message and holder["started_at"] in message
+        assert "another report run is in progress" in message
+        assert info.value.holder["pid"] == os.getpid()
+        assert isinstance(info.value, ReportError)
+    # released: the next run gets it, and the lock file no longer names a holder
+    assert (reports / ".lock").read_text(encoding="utf-8") == ""
+    with _run_lock(reports, params_path=params):
+        pass
+
+
+def test_failing_line_reads_the_cell_frame_of_an_ipython_traceback():
+    from pipeline_lib.report import _failing_line
+
+    traceback = [
+        "\x1b[31m---------------------------------------------------------------------------\x1b[39m",
+        "\x1b[31mValueError\x1b[39m    Traceback (most recent call last)",
+        "\x1b[36mCell\x1b[39m\x1b[36m \x1b[39m\x1b[32mIn[3]\x1b[39m\x1b[32m, line 2\x1b[39m\n"
+        "\x1b[32m      1\x1b[39m y = 1\n\x1b[32m----> \x1b[39m\x1b[32m2\x1b[39m \x1b[43mf\x1b[49m(y)\n",
+        "File \x1b[32m/lib.py:5\x1b[39m, in \x1b[36mf\x1b[39m\n\x1b[32m----> 5\x1b[39m raise ValueError\n",
+        "\x1b[31mValueError\x1b[39m: boom",
+    ]
+    assert _failing_line(traceback) == "f(y)"
+    assert _failing_line(["ValueError: boom"]) is None
+    assert _failing_line(None) is None
+
+
+def test_mode_variable_matches_the_filter_bar():
+    widgets = pytest.importorskip("pipeline_lib.widgets")
+    assert report.MODE_VARIABLE == widgets.MODE_VARIABLE == "PIPELINE_WORKBENCH_MODE"
+    assert report.REPORT_MODE == "report"
 
 
 # --------------------------------------------------------------------------- real runs
@@ -250,18 +409,41 @@ def test_manifest_records_run(runs, project):
     manifest = json.loads((runs["good"].run_dir / "manifest.json").read_text())
     assert manifest["started_at"] == "2025-03-04T05:06:07"
     assert manifest["finished_at"] and manifest["ok"] is True
+    assert manifest["seconds"] > 0  # measured, not finished_at minus a fixed started_at
     assert manifest["params_file"] == str(project["params"])
     assert set(manifest["versions"]) >= {"pipeline_lib", "pandas", "papermill", "python"}
     entry = manifest["notebooks"]["a_summary"]
     assert entry["status"] == "ok" and entry["error"] is None and entry["seconds"] > 0
-    data = project["source"].read_bytes()
-    assert manifest["inputs"] == {
-        str(project["source"]): {
-            "path": str(project["source"]),
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data),
-        }
+    assert manifest["run"] == "2025-03-04_050607" and manifest["status"] == "ok"
+    assert manifest["params_sha256"] == _digest(project["params"])
+    assert manifest["settings"]["workers"] == 2 and manifest["settings"]["timeout"] == 60
+    assert set(manifest["versions"]) >= {
+        "python",
+        "pandas",
+        "numpy",
+        "prophet",
+        "scikit-learn",
+        "papermill",
+        "nbconvert",
+        "voila",
+        "pipeline_lib",
     }
+    assert manifest["versions"]["pipeline_lib"] == report_version()
+    assert entry["source_sha256"] == _digest(project["nbs"] / "a_summary.ipynb")
+    assert entry["executed"] == "a_summary.ipynb" and entry["html"] == "a_summary.html"
+    # "source" names a file that is not a source config: fingerprinted as a plain file
+    data = project["source"].read_bytes()
+    (key,) = manifest["inputs"]
+    assert key == str(project["source"])
+    assert manifest["inputs"][key]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["inputs"][key]["size"] == len(data)
+    assert manifest["inputs"][key]["used_by"] == ["a_summary"]
+
+
+def report_version() -> str:
+    from pipeline_lib import __version__
+
+    return __version__
 
 
 def test_index_lists_notebooks(runs):
@@ -279,6 +461,10 @@ def test_failed_run_keeps_executed_notebook_and_previous_latest(runs):
     assert broken.status == "failed" and broken.html is None
     assert broken.error == "ValueError: boom 2"
     assert broken.executed.is_file()
+    # which cell (as Jupyter numbers it: parameters In [1], injected In [2], ...) and line
+    assert broken.cell == 4 and broken.source_line == 'raise ValueError(f"boom {x}")'
+    assert "c_broken: failed at cell In [4]: raise ValueError" in broken.describe_failure()
+    assert bad.failed == (broken,)
     executed = broken.executed.read_text(encoding="utf-8")
     assert "boom 2" in executed and "papermill-error-cell" in executed
     assert detail.status == "ok"
@@ -291,50 +477,186 @@ def test_failed_run_keeps_executed_notebook_and_previous_latest(runs):
     page = (bad.run_dir / "index.html").read_text(encoding="utf-8")
     assert 'href="c_broken.ipynb"' in page and "ValueError: boom 2" in page and "failed" in page
     manifest = json.loads((bad.run_dir / "manifest.json").read_text())
-    assert manifest["ok"] is False
+    assert manifest["ok"] is False and manifest["status"] == "failed"
     assert manifest["notebooks"]["c_broken"]["error"] == "ValueError: boom 2"
+    assert manifest["notebooks"]["c_broken"]["cell"] == 4
+    # the index of a failed run points back at the published report
+    assert 'href="../latest/index.html"' in page and "2025-03-04_050607" in page
+    # nothing half-built is left behind
+    assert not [p for p in reports.iterdir() if p.name.startswith(".run-")]
 
 
-def test_progress_lines_printed(project, tmp_path, capsys):
+def test_progress_on_stderr_publish_replaces_latest_and_prunes(project, tmp_path, capsys):
+    reports = tmp_path / "reports"
     result = run_reports(
         project["params"],
         notebooks=[project["nbs"] / "b_detail.ipynb"],
-        reports_dir=tmp_path / "reports",
+        reports_dir=reports,
         workers=2,
         timeout=60,
         started_at=T1,
     )
-    assert result.ok and result.latest == tmp_path / "reports" / "latest"
-    out = capsys.readouterr().out
-    assert out.startswith("[ok] b_detail ") and out.rstrip().endswith(" s")
-    # publishing a second good run replaces the link atomically
+    assert result.ok and result.latest == reports / "latest" and result.pruned == ()
+    captured = capsys.readouterr()
+    assert captured.out == ""  # progress goes to stderr, never into reports or stdout
+    lines = captured.err.splitlines()
+    assert lines[0].endswith("[start] b_detail")
+    assert "[ok] b_detail " in lines[1] and lines[1].endswith(" s (1/1)")
+    # leftovers of a crashed run are removed by the next run
+    (reports / ".run-2025-01-01_000000-dead").mkdir()
+    (reports / ".latest-dead").symlink_to("nowhere")
+    # publishing a second good run replaces the link atomically; keep=1 prunes the first
     again = run_reports(
         project["params"],
         notebooks=[project["nbs"] / "b_detail.ipynb"],
-        reports_dir=tmp_path / "reports",
+        reports_dir=reports,
         workers=1,
         timeout=60,
+        keep=1,
         started_at=T1.replace(hour=9),
+        progress=False,
     )
     assert os.readlink(again.latest) == "2025-03-05_090000"
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
-        "2025-03-05_080000",
-        "2025-03-05_090000",
+    assert again.pruned == (reports / "2025-03-05_080000",)
+    assert sorted(p.name for p in reports.iterdir()) == [".lock", "2025-03-05_090000", "latest"]
+    assert capsys.readouterr().err == ""  # progress=False is silent
+
+
+def test_kernels_run_in_report_mode(tmp_path):
+    nb = write_notebook(
+        tmp_path / "mode.ipynb",
+        "x: int = 1",
+        'import os\nprint("mode=" + os.environ.get("PIPELINE_WORKBENCH_MODE", "unset"))',
+    )
+    params = write_yaml(tmp_path / "p.yaml", {"x": 1})
+    result = run_reports(params, notebooks=[nb], reports_dir=tmp_path / "r", progress=False)
+    assert result.ok
+    assert "mode=report" in result.results[0].executed.read_text(encoding="utf-8")
+    assert "PIPELINE_WORKBENCH_MODE" not in os.environ  # the runner's own env is untouched
+
+
+def test_timeouts_stop_the_notebook_and_mark_it(tmp_path, monkeypatch):
+    # the grace between interrupt and kill, shortened so the test stays fast
+    monkeypatch.setattr(report, "_KILL_GRACE", 1.0)
+    slow = write_notebook(
+        tmp_path / "slow.ipynb", "x: int = 1", 'print("started")', "import time\ntime.sleep(120)"
+    )
+    stubborn = write_notebook(  # ignores the interrupt: must be killed
+        tmp_path / "stubborn.ipynb",
+        "x: int = 1",
+        'print("started")',
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(120)",
+    )
+    params = write_yaml(tmp_path / "p.yaml", {"x": 1})
+    result = run_reports(
+        params,
+        notebooks=[slow, stubborn],
+        reports_dir=tmp_path / "reports",
+        workers=2,
+        timeout=12,  # whole-notebook limit; generous so a loaded machine still reaches In [4]
+        started_at=T1,
+        progress=False,
+    )
+    assert not result.ok and result.latest is None
+    assert not (tmp_path / "reports" / "latest").exists()
+    for r in result.results:
+        assert r.status == "timeout" and r.html is None
+        assert r.error == "Timeout: the notebook was still running after 12 s and was stopped"
+        assert r.seconds < 60  # stopped, not waited for
+        assert r.cell == 4  # In [1] parameters, In [2] injected, In [3] print, In [4] hangs
+        assert "papermill-error-cell" in r.executed.read_text(encoding="utf-8")
+    slow_r, stubborn_r = result.results
+    assert slow_r.source_line == "time.sleep(120)"
+    assert "stopped by the report runner after 12 s" in slow_r.executed.read_text(encoding="utf-8")
+    marked = nbformat.read(stubborn_r.executed, as_version=4)
+    errors = [o for c in marked.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["Timeout"]
+    manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
+    assert manifest["notebooks"]["slow"]["status"] == "timeout"
+
+
+def test_a_second_concurrent_run_is_refused(tmp_path):
+    gate = tmp_path / "gate"
+    nb = write_notebook(
+        tmp_path / "waits.ipynb",
+        "x: int = 1",
+        "import pathlib, time\n"
+        f"gate = pathlib.Path({str(gate)!r})\n"
+        "for _ in range(600):\n"
+        "    if gate.exists():\n"
+        "        break\n"
+        "    time.sleep(0.1)",
+    )
+    params = write_yaml(tmp_path / "p.yaml", {"x": 1})
+    reports = tmp_path / "reports"
+    outcome = {}
+
+    def first():
+        outcome["first"] = run_reports(
+            params, notebooks=[nb], reports_dir=reports, timeout=120, progress=False
+        )
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        for _ in range(600):  # until the first run holds the lock and its kernel runs
+            if list(reports.glob(".run-*/waits.ipynb")):
+                break
+            time.sleep(0.1)
+        with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+            run_reports(params, notebooks=[nb], reports_dir=reports, progress=False)
+    finally:
+        gate.touch()
+        thread.join(timeout=120)
+    assert outcome["first"].ok  # the refused run did not disturb the first one
+    assert sorted(p.name for p in reports.iterdir()) == [
+        ".lock",
+        outcome["first"].run_dir.name,
         "latest",
     ]
 
 
-def test_timeout_fails_the_notebook(tmp_path):
-    nb = write_notebook(tmp_path / "slow.ipynb", "x: int = 1", "import time\ntime.sleep(60)")
-    params = write_yaml(tmp_path / "p.yaml", {"x": 1})
-    result = run_reports(
-        params, notebooks=[nb], reports_dir=tmp_path / "reports", timeout=1, started_at=T1
-    )
-    (slow,) = result.results
-    assert not result.ok and slow.status == "failed"
-    assert slow.error.startswith("CellTimeoutError: ") and "\n" not in slow.error
-    assert slow.seconds < 30 and slow.executed.is_file()
-    assert not (tmp_path / "reports" / "latest").exists()
+def test_widget_outputs_are_left_out_of_the_html(tmp_path):
+    nb = new_notebook(cells=[new_markdown_cell("# Widgets")])
+    cell = new_code_cell("bar")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={
+                "text/plain": "HBox(children=(Dropdown(...),))",
+                "application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2},
+            },
+        ),
+        nbformat.v4.new_output("display_data", data={"text/plain": "kept-output"}),
+    ]
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "w.ipynb")
+    page = export_html(tmp_path / "w.ipynb", tmp_path / "w.html").read_text(encoding="utf-8")
+    assert "kept-output" in page and "HBox" not in page and "model_id" not in page
+
+
+def test_papermill_help_notebook_documents_every_published_notebook():
+    papermill_bin = Path(sys.executable).parent / "papermill"
+    from pipeline_lib.report import _resolve_notebooks
+
+    notebooks = _resolve_notebooks(None)  # the published notebooks a run executes
+    assert notebooks and all(nb.parent == config.NOTEBOOKS_DIR for nb in notebooks)
+    for nb in notebooks:
+        proc = subprocess.run(
+            [str(papermill_bin), "--help-notebook", str(nb)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=config.PROJECT_ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        declared = notebook_parameters(nb)
+        assert declared, f"{nb.name} has no parameters cell"
+        for name, info in declared.items():
+            assert f"{name}: " in proc.stdout
+            assert info["help"], f"{nb.name}: parameter {name} has no '# help' comment"
+            assert info["help"] in proc.stdout
 
 
 def test_export_html_title_override(runs, tmp_path):
