@@ -35,7 +35,11 @@ ARTIFACTS = config.PROJECT_ROOT / "build" / "test-artifacts" / "dashboards"
 
 def _notebook(path: Path, params_source: str) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     cell = nbformat.v4.new_code_cell(params_source)
     cell.metadata = {"tags": ["parameters"]}
     nb.cells = [nbformat.v4.new_markdown_cell("# T"), cell]
@@ -198,6 +202,11 @@ def test_dashboard_renders_and_filters(server, browser, stem):
         page.wait_for_function(f"(b) => ({_SECTIONS_JS})() !== b", arg=before, timeout=120_000)
         assert "Showing" in page.inner_text(".pw-filter-status")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        # Voila scrolls an inner panel, so grow the viewport to the content for the shot
+        height = page.evaluate(
+            "Math.max(...Array.from(document.querySelectorAll('*')).map(e => e.scrollHeight))"
+        )
+        page.set_viewport_size({"width": 1280, "height": max(900, min(int(height), 12000))})
         page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
         assert not errors, errors
     finally:
