@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["wilson_interval"]
+__all__ = [
+    "benjamini_hochberg",
+    "kaplan_meier",
+    "km_quantiles",
+    "proportion_diff_interval",
+    "wilson_interval",
+]
 
 
 def wilson_interval(successes, n, *, confidence: float = 0.95):
@@ -51,9 +57,6 @@ def wilson_interval(successes, n, *, confidence: float = 0.95):
     if low.ndim == 0:
         return float(low), float(high)
     return low, high
-
-
-__all__ += ["kaplan_meier"]
 
 
 def kaplan_meier(durations, observed, *, at, confidence: float = 0.95):
@@ -138,9 +141,6 @@ def kaplan_meier(durations, observed, *, at, confidence: float = 0.95):
         }
     )
     return out
-
-
-__all__ += ["proportion_diff_interval", "benjamini_hochberg", "km_quantiles"]
 
 
 def proportion_diff_interval(k1, n1, k2, n2, *, confidence: float = 0.95):
