@@ -219,9 +219,11 @@ class FilterBar:
             if key in ("start", "end") and value is not None:
                 value = to_timestamp(value, name=key).date().isoformat()
             self._filters[key] = value
-        self._refresh_status()
-        for section in self._sections:
+        total = len(self._sections)
+        for i, section in enumerate(self._sections, start=1):
+            self._refresh_status(updating=f"updating section {i} of {total}…")
             self._render(section)
+        self._refresh_status()
 
     # -- display ----------------------------------------------------------------------
     def display(self) -> None:
@@ -366,15 +368,16 @@ class FilterBar:
         self._widget.add_class("pw-filter-bar")
         return self._widget
 
-    def _refresh_status(self) -> None:
+    def _refresh_status(self, *, updating: str | None = None) -> None:
         if self._status is None:
             return
         shown = len(self.dataset.opportunities)
         total = len(self._base.opportunities)
         active = [f"{k} {v}" for k, v in self._filters.items() if v is not None]
         what = "; ".join(active) if active else "no filter"
+        busy = f" <b>{updating}</b>" if updating else ""
         self._status.value = (
-            f"<small>Showing {shown:,} of {total:,} opportunities ({what}).</small>"
+            f"<small>Showing {shown:,} of {total:,} opportunities ({what}).{busy}</small>"
         )
 
 

@@ -200,6 +200,10 @@ def test_dashboard_renders_and_filters(server, browser, stem):
             timeout=60_000,
         )
         page.wait_for_function(f"(b) => ({_SECTIONS_JS})() !== b", arg=before, timeout=120_000)
+        page.wait_for_function(  # every section re-rendered
+            "() => !document.querySelector('.pw-filter-status').innerText.includes('updating')",
+            timeout=180_000,
+        )
         assert "Showing" in page.inner_text(".pw-filter-status")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         # Voila scrolls an inner panel, so grow the viewport to the content for the shot
