@@ -20,14 +20,16 @@ import os
 import re
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from .dataset import Dataset, to_timestamp
 from .errors import InsufficientDataError
 
-__all__ = ["FilterBar", "is_interactive", "render_items"]
+__all__ = ["Choice", "FilterBar", "is_interactive", "render_items"]
 
 MODE_VARIABLE = "PIPELINE_WORKBENCH_MODE"
 _ALL = "(all)"
@@ -119,6 +121,28 @@ def _freeze(value):
     return value
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A bar-level control offered as a dropdown: ``Choice("quarter", ("month", "quarter"))``.
+
+    Duplicate options are dropped; a starting value not among the options is added first,
+    so a parameter set outside the usual choices still works.
+    """
+
+    value: Any
+    options: tuple
+
+    def __post_init__(self):
+        options = tuple(dict.fromkeys(self.options))
+        if self.value not in options:
+            options = (self.value, *options)
+        object.__setattr__(self, "options", options)
+
+
+def _plain(value):
+    return value.value if isinstance(value, Choice) else value
+
+
 class _Section:
     def __init__(self, view, options, controls, output, inputs):
         self.view = view
@@ -145,6 +169,11 @@ class FilterBar:
         analyses that need the whole history, such as a forecast).
     interactive : bool, optional
         Force the mode; by default :func:`is_interactive` decides.
+    controls : mapping of str to value, optional
+        Options shared by every section (e.g. ``{"horizon": 6}``): shown as inputs in the
+        bar under Voila (type from the value, as for :meth:`show`; a :class:`Choice` is a
+        dropdown); a section that takes an option of that name gets the bar's value, and
+        changing it re-renders them all.
 
     Examples
     --------
@@ -161,6 +190,7 @@ class FilterBar:
         segments: Sequence[str] = ("team", "product", "source"),
         date_column: str | None = "created_date",
         interactive: bool | None = None,
+        controls: Mapping[str, Any] | None = None,
     ) -> None:
         self._base = ds
         self.as_of = to_timestamp(as_of)
@@ -170,6 +200,8 @@ class FilterBar:
         ]
         self.date_column = date_column if date_column in opps.columns else None
         self.interactive = is_interactive() if interactive is None else bool(interactive)
+        self._shared = dict(controls or {})
+        self._shared_inputs: dict = {}
         self._filters: dict = {"start": None, "end": None}
         self._filters.update({c: None for c in self.segments})
         self._sections: list[_Section] = []
@@ -219,11 +251,7 @@ class FilterBar:
             if key in ("start", "end") and value is not None:
                 value = to_timestamp(value, name=key).date().isoformat()
             self._filters[key] = value
-        total = len(self._sections)
-        for i, section in enumerate(self._sections, start=1):
-            self._refresh_status(updating=f"updating section {i} of {total}…")
-            self._render(section)
-        self._refresh_status()
+        self._rerender_all()
 
     # -- display ----------------------------------------------------------------------
     def display(self) -> None:
@@ -258,7 +286,7 @@ class FilterBar:
         if missing:
             raise ValueError(f"controls {missing} need a starting value among the options")
         if not self.interactive:
-            for data, meta in self._compute(view, options):
+            for data, meta in self._compute(view, self._with_shared(options)):
                 display(data, metadata=meta, raw=True)
             return
         ipw = _require_ipywidgets()
@@ -292,8 +320,25 @@ class FilterBar:
             self._cache.popitem(last=False)
         return bundles
 
+    def _with_shared(self, options: dict) -> dict:
+        """``options`` with the bar-level controls' current values where a name matches."""
+        merged = dict(options)
+        for name, value in self._shared.items():
+            if name in merged:
+                widget = self._shared_inputs.get(name)
+                start = _plain(value)
+                merged[name] = start if widget is None else _control_value(widget, start)
+        return merged
+
+    def _rerender_all(self) -> None:
+        total = len(self._sections)
+        for i, section in enumerate(self._sections, start=1):
+            self._refresh_status(updating=f"updating section {i} of {total}…")
+            self._render(section)
+        self._refresh_status()
+
     def _render(self, section: _Section) -> None:
-        options = dict(section.options)
+        options = self._with_shared(section.options)
         for name, widget in section.inputs.items():
             options[name] = _control_value(widget, section.options[name])
         try:
@@ -312,7 +357,9 @@ class FilterBar:
         ipw = _require_ipywidgets()
         label = name.replace("_", " ")
         style = {"description_width": "initial"}
-        if isinstance(value, bool):
+        if isinstance(value, Choice):
+            widget = ipw.Dropdown(options=list(value.options), value=value.value, description=label)
+        elif isinstance(value, bool):
             widget = ipw.Checkbox(value=value, description=label)
         elif isinstance(value, int):
             widget = ipw.IntText(value=value, description=label, style=style)
@@ -360,6 +407,11 @@ class FilterBar:
                 names="value",
             )
             children.append(dropdown)
+        for name, value in self._shared.items():
+            widget = self._control(name, value)
+            widget.observe(lambda _change: self._rerender_all(), names="value")
+            self._shared_inputs[name] = widget
+            children.append(widget)
         self._status = ipw.HTML()
         self._status.add_class("pw-filter-status")
         self._refresh_status()

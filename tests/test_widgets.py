@@ -100,3 +100,40 @@ def test_controls_need_a_starting_value():
     section = bar._sections[0]
     section.inputs["label"].value = "opps"
     assert section.output.outputs[-1]["data"]["text/markdown"] == "4 opps as of 2025-12-31"
+
+
+def test_bar_level_controls_feed_every_section_that_takes_them():
+    bar = widgets.FilterBar(_ds(), as_of="2025-12-31", interactive=True, controls={"label": "x"})
+    bar.display()
+    bar.show(count_view, label="deals")  # the bar's value wins over the section's
+    bar.show(failing_view)  # takes no label: unaffected
+    first = bar._sections[0]
+    assert first.output.outputs[-1]["data"]["text/markdown"] == "4 x as of 2025-12-31"
+    bar._shared_inputs["label"].value = "rows"
+    assert first.output.outputs[-1]["data"]["text/markdown"] == "4 rows as of 2025-12-31"
+    assert "Not available here." in bar._sections[1].output.outputs[-1]["data"]["text/markdown"]
+    # a static report uses the starting values
+    static = widgets.FilterBar(
+        _ds(), as_of="2025-12-31", interactive=False, controls={"label": "x"}
+    )
+    assert static._with_shared({"label": "deals", "other": 1}) == {"label": "x", "other": 1}
+
+
+def test_choice_controls_are_dropdowns_with_checked_values():
+    assert widgets.Choice("week", ("month", "quarter", "month")).options == (
+        "week",
+        "month",
+        "quarter",
+    )
+    choice = widgets.Choice("quarter", ("month", "quarter"))
+    bar = widgets.FilterBar(_ds(), as_of="2025-12-31", interactive=True, controls={"label": choice})
+    bar.display()
+    bar.show(count_view, label="deals")
+    assert (
+        bar._sections[0].output.outputs[-1]["data"]["text/markdown"] == "4 quarter as of 2025-12-31"
+    )
+    assert list(bar._shared_inputs["label"].options) == ["month", "quarter"]
+    bar._shared_inputs["label"].value = "month"
+    assert (
+        bar._sections[0].output.outputs[-1]["data"]["text/markdown"] == "4 month as of 2025-12-31"
+    )
