@@ -16,12 +16,13 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from . import config
-from .errors import PipelineError
+from .errors import PipelineError, RunLockedError
+from .publishing import DEFAULT_KEEP, latest_target
 
 __all__ = ["build_parser", "main"]
 
@@ -74,14 +75,25 @@ are deleted, except the one 'latest' points to.
 {_EXIT_CODES}"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of at least {minimum}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _user_path(text: str) -> Path:
@@ -96,20 +108,8 @@ def _notebook_arg(text: str) -> str | Path:
     return text
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pipeline-workbench`` command."""
-    from .report import DEFAULT_KEEP
-
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=_PROG,
@@ -267,10 +267,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"report: {result.index}")
         return EXIT_OK
     failed = result.failed
-    latest = result.run_dir.parent / "latest"
+    published = latest_target(result.run_dir.parent)
     kept = (
-        f"'latest' still points at {os.readlink(latest)} (unchanged)"
-        if latest.is_symlink()
+        f"'latest' still points at {published} (unchanged)"
+        if published is not None
         else "no run has succeeded yet, so there is no 'latest' report"
     )
     lines = [f"FAILED: {len(failed)} of {len(result.results)} notebook(s) did not succeed; {kept}"]
@@ -315,8 +315,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from .report import RunLockedError
-
     try:
         return args.handler(args)
     except RunLockedError as exc:

@@ -7,6 +7,10 @@ that names the file, the column and what to do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 __all__ = [
     "PipelineError",
     "SourceConfigError",
@@ -15,6 +19,7 @@ __all__ = [
     "UnknownStageError",
     "DataValidationError",
     "ReportError",
+    "RunLockedError",
     "InsufficientDataError",
 ]
 
@@ -53,3 +58,21 @@ class InsufficientDataError(PipelineError):
     The message says what is missing and what would make the analysis possible; views
     and notebooks show it as a note instead of failing.
     """
+
+
+class RunLockedError(ReportError):
+    """Another run holds the lock of the reports folder.
+
+    Attributes
+    ----------
+    lock_path : Path
+        The lock file.
+    holder : dict
+        What the holder wrote into the lock file (``pid``, ``started_at``, ``host``,
+        ``params_file``); empty when it could not be read.
+    """
+
+    def __init__(self, message: str, *, lock_path: Path, holder: Mapping[str, Any]):
+        super().__init__(message)
+        self.lock_path = lock_path
+        self.holder = dict(holder)

@@ -102,11 +102,11 @@ def test_run_with_failing_notebook_exits_1_and_says_where(project, capsys):
 
 
 def test_run_refused_while_another_run_holds_the_lock_exits_3(project, capsys):
-    from pipeline_lib.report import _run_lock
+    from pipeline_lib.publishing import run_lock
 
     reports = project / "reports"
     reports.mkdir()
-    with _run_lock(reports, params_path=project / "params.yaml"):
+    with run_lock(reports, params_path=project / "params.yaml"):
         code = main(_run(project, "--notebook", str(project / "good.ipynb")))
     captured = capsys.readouterr()
     assert code == 3

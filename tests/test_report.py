@@ -167,10 +167,10 @@ def test_unknown_parameter_is_an_error(project, tmp_path):
 
 def test_parameter_of_a_sibling_notebook_is_accepted_when_running_a_subset(project, tmp_path):
     # "source" is declared only by a_summary; running b_detail alone must not reject it.
-    from pipeline_lib.report import _plan
+    from pipeline_lib.params import plan_jobs
 
     nb = project["nbs"] / "b_detail.ipynb"
-    (job,) = _plan(load_params(project["params"]), project["params"], [nb])
+    (job,) = plan_jobs(load_params(project["params"]), project["params"], [nb])
     assert job.parameters == {"x": 7, "y": "shared"}
 
 
@@ -193,150 +193,8 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_input_fingerprints_follow_source_configs(tmp_path):
-    from pipeline_lib.report import _input_fingerprints, _Job
-
-    (tmp_path / "opps.csv").write_text("a,b\n1,2\n", encoding="utf-8")
-    (tmp_path / "crm.sqlite").write_bytes(b"not really sqlite")
-    source = write_yaml(
-        tmp_path / "src.yaml",
-        {
-            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
-            "tables": {
-                "opportunities": {"path": "opps.csv"},
-                "targets": {"format": "sql", "url": "sqlite:///crm.sqlite", "query": "select 1"},
-                "lead_costs": {
-                    "format": "sql",
-                    "url": "postgresql://bob:s3cret@db.example/crm",
-                    "query": "select 1",
-                },
-                "stage_history": {"wide_from": "opportunities"},
-            },
-        },
-    )
-    plain = write_yaml(tmp_path / "plain.yaml", {"not": "a source config"})
-    jobs = [
-        _Job("nb1", tmp_path / "nb1.ipynb", {"source_config": str(source), "as_of": "2025-12-31"}),
-        _Job("nb2", tmp_path / "nb2.ipynb", {"source_config": str(source), "n": 3}),
-        _Job("nb3", tmp_path / "nb3.ipynb", {"extra": "pyproject.toml", "more": [str(plain)]}),
-    ]
-    inputs = _input_fingerprints(jobs)
-    assert set(inputs) == {
-        str(source),
-        str(tmp_path / "opps.csv"),
-        str(tmp_path / "crm.sqlite"),
-        "sql:postgresql://bob:***@db.example/crm",
-        "pyproject.toml",  # relative values are taken against the project root
-        str(plain),
-    }
-    config_entry = inputs[str(source)]
-    assert config_entry["kind"] == "source config"
-    assert config_entry["sha256"] == _digest(source)
-    assert config_entry["used_by"] == ["nb1", "nb2"]
-    opps = inputs[str(tmp_path / "opps.csv")]
-    assert opps["kind"] == "table" and opps["tables"] == ["opportunities"]
-    assert opps["size"] == 8 and opps["sha256"] == _digest(tmp_path / "opps.csv")
-    mtime = (tmp_path / "opps.csv").stat().st_mtime
-    assert datetime.fromisoformat(opps["mtime"]).timestamp() == pytest.approx(mtime, abs=1)
-    db = inputs[str(tmp_path / "crm.sqlite")]
-    assert db["tables"] == ["targets"] and db["sha256"] == _digest(tmp_path / "crm.sqlite")
-    server = inputs["sql:postgresql://bob:***@db.example/crm"]
-    assert server["kind"] == "database" and "sha256" not in server
-    assert "s3cret" not in json.dumps(inputs)  # the password is never written
-    pyproject = config.PROJECT_ROOT / "pyproject.toml"
-    assert inputs["pyproject.toml"]["path"] == str(pyproject)
-    assert inputs["pyproject.toml"]["sha256"] == _digest(pyproject)
-    assert inputs[str(plain)]["kind"] == "file"
-
-
-def test_input_fingerprints_record_missing_table_files(tmp_path):
-    from pipeline_lib.report import _input_fingerprints, _Job
-
-    source = write_yaml(
-        tmp_path / "src.yaml",
-        {
-            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
-            "tables": {"opportunities": {"path": "gone.csv"}},
-        },
-    )
-    inputs = _input_fingerprints([_Job("nb", tmp_path / "nb.ipynb", {"s": str(source)})])
-    assert inputs[str(tmp_path / "gone.csv")]["error"] == "file not found"
-
-
-def _fake_run(reports: Path, name: str) -> Path:
-    run = reports / name
-    run.mkdir(parents=True)
-    (run / "manifest.json").write_text("{}", encoding="utf-8")
-    return run
-
-
-def test_prune_keeps_newest_runs_and_latest_target(tmp_path):
-    from pipeline_lib.report import _Progress, _prune
-
-    reports = tmp_path / "reports"
-    names = [
-        "2025-01-01_000000",
-        "2025-01-02_000000",
-        "2025-01-02_000000-2",
-        "2025-01-02_000000-10",  # suffix 10 sorts after 2 (numeric, not text order)
-        "2025-01-03_000000",
-        "2025-01-04_000000",
-    ]
-    runs = {n: _fake_run(reports, n) for n in names}
-    (reports / "latest").symlink_to("2025-01-02_000000")
-    (reports / "2020-01-01_000000").mkdir()  # no manifest: not a run folder, never touched
-    (reports / "notes").mkdir()
-    removed = _prune(
-        reports, keep=2, current=runs["2025-01-04_000000"], progress=_Progress(0, enabled=False)
-    )
-    assert sorted(p.name for p in removed) == [
-        "2025-01-01_000000",
-        "2025-01-02_000000-10",
-        "2025-01-02_000000-2",
-    ]
-    assert sorted(p.name for p in reports.iterdir()) == [
-        "2020-01-01_000000",
-        "2025-01-02_000000",  # latest's target survives although it is old
-        "2025-01-03_000000",
-        "2025-01-04_000000",
-        "latest",
-        "notes",
-    ]
-
-
-def test_prune_never_deletes_the_current_run(tmp_path):
-    from pipeline_lib.report import _Progress, _prune
-
-    reports = tmp_path / "reports"
-    old = _fake_run(reports, "2000-01-01_000000")  # a run started with an old timestamp
-    _fake_run(reports, "2025-01-01_000000")
-    assert _prune(reports, keep=1, current=old, progress=_Progress(0, enabled=False)) == ()
-
-
-def test_lock_refuses_a_second_run_and_names_the_holder(tmp_path):
-    from pipeline_lib.report import _run_lock
-
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    params = tmp_path / "p.yaml"
-    with _run_lock(reports, params_path=params):
-        holder = json.loads((reports / ".lock").read_text(encoding="utf-8"))
-        assert holder["pid"] == os.getpid() and holder["params_file"] == str(params)
-        with pytest.raises(RunLockedError) as info, _run_lock(reports, params_path=params):
-            pass
-        message = str(info.value)
-        assert f"pid {os.getpid()}" in message and holder["started_at"] in message
-        assert "another report run is in progress" in message
-        assert info.value.holder["pid"] == os.getpid()
-        assert isinstance(info.value, ReportError)
-    # released: the next run gets it, and the lock file no longer names a holder
-    assert (reports / ".lock").read_text(encoding="utf-8") == ""
-    with _run_lock(reports, params_path=params):
-        pass
-
-
 def test_failing_line_reads_the_cell_frame_of_an_ipython_traceback():
-    from pipeline_lib.report import _failing_line
+    from pipeline_lib.execution import _failing_line
 
     traceback = [
         "\x1b[31m---------------------------------------------------------------------------\x1b[39m",
@@ -537,7 +395,9 @@ def test_kernels_run_in_report_mode(tmp_path):
 
 def test_timeouts_stop_the_notebook_and_mark_it(tmp_path, monkeypatch):
     # the grace between interrupt and kill, shortened so the test stays fast
-    monkeypatch.setattr(report, "_KILL_GRACE", 1.0)
+    from pipeline_lib import kernels
+
+    monkeypatch.setattr(kernels, "_KILL_GRACE", 1.0)
     slow = write_notebook(
         tmp_path / "slow.ipynb", "x: int = 1", 'print("started")', "import time\ntime.sleep(120)"
     )
@@ -637,9 +497,9 @@ def test_widget_outputs_are_left_out_of_the_html(tmp_path):
 
 def test_papermill_help_notebook_documents_every_published_notebook():
     papermill_bin = Path(sys.executable).parent / "papermill"
-    from pipeline_lib.report import _resolve_notebooks
+    from pipeline_lib.params import resolve_notebooks
 
-    notebooks = _resolve_notebooks(None)  # the published notebooks a run executes
+    notebooks = resolve_notebooks(None)  # the published notebooks a run executes
     assert notebooks and all(nb.parent == config.NOTEBOOKS_DIR for nb in notebooks)
     for nb in notebooks:
         proc = subprocess.run(
@@ -671,3 +531,18 @@ def test_default_paths_come_from_config():
     sig = inspect.signature(run_reports)
     assert sig.parameters["params_path"].default == config.DEFAULT_PARAMS
     assert sig.parameters["reports_dir"].default == config.REPORTS_DIR
+
+
+def test_report_reexports_the_runner_api():
+    from pipeline_lib import errors, execution, html_export, kernels, params, publishing, results
+
+    assert report.RunLockedError is errors.RunLockedError
+    assert report.NotebookResult is results.NotebookResult
+    assert report.RunResult is results.RunResult
+    assert report.load_params is params.load_params
+    assert report.notebook_parameters is params.notebook_parameters
+    assert report.export_html is html_export.export_html
+    assert report.MODE_VARIABLE is kernels.MODE_VARIABLE
+    assert report.DEFAULT_KEEP == publishing.DEFAULT_KEEP == 10
+    assert execution.execute_jobs.__module__ == "pipeline_lib.execution"
+    assert set(report.__all__) <= set(dir(report))

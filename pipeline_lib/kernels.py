@@ -1,0 +1,189 @@
+"""The kernels of a run: report mode, encrypted transport, time limits, stopping.
+
+Every kernel the runner starts sees ``PIPELINE_WORKBENCH_MODE=report`` (the filter bar
+of :mod:`pipeline_lib.widgets` is then invisible) and talks to the runner over
+CurveZMQ-encrypted sockets when the kernel supports it. A :class:`KernelWatch` holds one
+notebook's time limit: when it runs out the kernel is interrupted (a
+``KeyboardInterrupt`` in the running cell, so the executed notebook shows where it hung)
+and, if it is still alive ten seconds later, killed with its whole process group.
+:class:`KernelWatches` holds every live watch of a run, so an interrupted run can kill
+all its kernels at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "MODE_VARIABLE",
+    "REPORT_MODE",
+    "KernelWatch",
+    "KernelWatches",
+    "kernel_manager_class",
+]
+
+#: Environment variable set for every kernel the runner starts (read by ``widgets``).
+MODE_VARIABLE = "PIPELINE_WORKBENCH_MODE"
+#: Its value in a report run.
+REPORT_MODE = "report"
+#: Seconds between interrupting a notebook that ran out of time and killing its kernel.
+_KILL_GRACE = 10.0
+
+
+class KernelWatch:
+    """The kernel of one notebook: its deadline, and how to stop it.
+
+    ``attach`` is called from the kernel manager once the kernel process exists. At the
+    deadline the kernel's process group gets SIGINT (a ``KeyboardInterrupt`` in the
+    running cell, which Papermill records and marks), then SIGKILL ``_KILL_GRACE``
+    seconds later if it is still there. ``cancel`` (an interrupted run) kills at once.
+
+    Parameters
+    ----------
+    timeout : float or None
+        Seconds from ``start`` to the interrupt; None for no limit.
+    """
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self.timed_out = False
+        self.cancelled = False
+        self._stopped = False
+        self._km: Any = None
+        self._lock = threading.Lock()
+        self._timers: list[threading.Timer] = []
+
+    def start(self) -> None:
+        if self.timeout is not None:
+            self._later(self.timeout, self._expire)
+
+    def attach(self, km: Any) -> None:
+        with self._lock:
+            self._km = km
+            doomed = self.timed_out or self.cancelled
+        if doomed:
+            self._signal("SIGKILL")
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+        self._signal("SIGKILL")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            self._km = None
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+
+    def _later(self, seconds: float, action: Callable[[], None]) -> None:
+        timer = threading.Timer(seconds, action)
+        timer.daemon = True
+        with self._lock:
+            if self._stopped:
+                return
+            self._timers.append(timer)
+        timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self.timed_out = True
+        self._signal("SIGINT")
+        self._later(_KILL_GRACE, lambda: self._signal("SIGKILL"))
+
+    def _signal(self, name: str) -> None:
+        with self._lock:
+            km = self._km
+        provisioner = getattr(km, "provisioner", None)
+        pid = getattr(provisioner, "pid", None)
+        if pid is None:
+            return
+        sig = getattr(signal, name, signal.SIGTERM)
+        pgid = getattr(provisioner, "pgid", None)
+        try:
+            # jupyter_client starts each kernel in its own session: the group holds the
+            # kernel and anything it spawned (never the runner itself).
+            if pgid is not None and hasattr(os, "killpg") and pgid != os.getpgid(0):
+                os.killpg(pgid, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class KernelWatches:
+    """Every live :class:`KernelWatch` of a run, so an interrupt can stop all kernels.
+
+    ``new`` makes a watch (already cancelled when the run was), ``discard`` forgets a
+    finished one, ``cancel_all`` kills every live kernel and dooms those still starting.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[KernelWatch] = set()
+        self._cancelled = False
+
+    def new(self, timeout: float | None) -> KernelWatch:
+        watch = KernelWatch(timeout)
+        with self._lock:
+            watch.cancelled = self._cancelled
+            self._live.add(watch)
+        return watch
+
+    def discard(self, watch: KernelWatch) -> None:
+        with self._lock:
+            self._live.discard(watch)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            live = list(self._live)
+        for watch in live:
+            watch.cancel()
+
+
+def kernel_manager_class(watch: KernelWatch) -> type:
+    """A kernel manager that marks the kernel as a report kernel and reports its process.
+
+    The kernel gets ``PIPELINE_WORKBENCH_MODE=report`` in its environment and, when
+    pyzmq and the kernelspec support it, CurveZMQ transport encryption (ipykernel then
+    has no reason to print its "running over TCP without encryption" warning on the
+    operator's console).
+
+    Parameters
+    ----------
+    watch : KernelWatch
+        Told about the kernel (``attach``) once its process exists.
+
+    Returns
+    -------
+    type
+        A subclass of :class:`jupyter_client.manager.AsyncKernelManager`, for
+        Papermill's ``kernel_manager_class``.
+    """
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+
+    encrypt = zmq.has("curve") and "transport_encryption" in AsyncKernelManager.class_trait_names()
+
+    class ReportKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            if encrypt:
+                self.transport_encryption = "auto"
+
+        async def _async_start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**os.environ, **(kw.get("env") or {}), MODE_VARIABLE: REPORT_MODE}
+            await super()._async_start_kernel(**kw)
+            watch.attach(self)
+
+        start_kernel = _async_start_kernel
+
+    return ReportKernelManager
