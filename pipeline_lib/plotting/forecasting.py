@@ -8,9 +8,18 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from ._base import check_columns, get_ax
+from ._base import (
+    ALL,
+    BLUE,
+    ORANGE,
+    RED,
+    check_columns,
+    get_ax,
+    interval_errors,
+    money_formatter,
+    percent_formatter,
+)
 
 __all__ = [
     "plot_bookings_forecast",
@@ -19,9 +28,7 @@ __all__ = [
     "plot_calibration",
 ]
 
-_HISTORY = "#4C72B0"
-_FORECAST = "#DD8452"
-_TARGET = "#C44E52"
+_HISTORY, _FORECAST, _TARGET = BLUE, ORANGE, RED
 _METHOD_LABELS = {
     "prophet": "Prophet",
     "seasonal_naive": "seasonal naive",
@@ -29,23 +36,11 @@ _METHOD_LABELS = {
 }
 
 
-def _money(value, _pos=None) -> str:
-    """1234567 -> '1.2M', 45000 -> '45K'."""
-    a = abs(value)
-    if a >= 1e9:
-        return f"{value / 1e9:.1f}B"
-    if a >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if a >= 1e3:
-        return f"{value / 1e3:.0f}K"
-    return f"{value:.0f}"
-
-
 def plot_bookings_forecast(
     history: pd.DataFrame,
     forecast: pd.DataFrame,
     *,
-    segment: str = "All",
+    segment: str = ALL,
     interval: float = 0.8,
     currency: str = "",
     ax=None,
@@ -90,11 +85,11 @@ def plot_bookings_forecast(
             f["period"], f["lower"], f["upper"], color=_FORECAST, alpha=0.25,
             label=f"{interval:.0%} interval",
         )  # fmt: skip
-    ax.yaxis.set_major_formatter(FuncFormatter(_money))
+    ax.yaxis.set_major_formatter(money_formatter(kilo="K"))
     ax.set_ylim(bottom=0)
     ax.set_ylabel(f"won revenue {currency}".strip())
     ax.set_xlabel("")
-    title = "Won revenue" if segment == "All" else f"Won revenue: {segment}"
+    title = "Won revenue" if segment == ALL else f"Won revenue: {segment}"
     ax.set_title(f"{title} — history and forecast")
     ax.legend(loc="upper left", fontsize=8)
     return ax
@@ -126,7 +121,7 @@ def plot_segment_forecasts(
     matplotlib Figure
     """
     check_columns(history, ["segment", "period", "won_amount"], "plot_segment_forecasts")
-    segs = [s for s in history["segment"].unique() if s != "All"]
+    segs = [s for s in history["segment"].unique() if s != ALL]
     if not segs:
         raise ValueError("plot_segment_forecasts: the history has no segment besides 'All'")
     rows = math.ceil(len(segs) / columns)
@@ -187,7 +182,7 @@ def plot_pipeline_fan(periods: pd.DataFrame, *, currency: str = "", ax=None):
                 ax.annotate(f"P(target) {p:.0%}", (i, top * 1.04), ha="center", fontsize=8)
         ax.set_ylim(0, top * 1.15)
     ax.set_xticks(x, labels)
-    ax.yaxis.set_major_formatter(FuncFormatter(_money))
+    ax.yaxis.set_major_formatter(money_formatter(kilo="K"))
     ax.set_ylabel(f"bookings {currency}".strip())
     ax.set_title("Pipeline forecast: bookings per period (open deals + new business)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), fontsize=8, ncols=4, frameon=False)
@@ -221,7 +216,7 @@ def plot_calibration(calibration: pd.DataFrame, *, base_rate: float | None = Non
     for model, g in calibration.groupby("model", sort=False):
         chosen = str(model).endswith("(calibrated)")
         if chosen:
-            err = np.vstack([g["observed"] - g["ci_low"], g["ci_high"] - g["observed"]])
+            err = interval_errors(g["observed"], g["ci_low"], g["ci_high"])
             ax.errorbar(
                 g["mean_predicted"], g["observed"], yerr=err, marker="o", lw=2.5,
                 capsize=3, label=model, zorder=3,
@@ -230,8 +225,8 @@ def plot_calibration(calibration: pd.DataFrame, *, base_rate: float | None = Non
             ax.plot(g["mean_predicted"], g["observed"], marker=".", lw=1, alpha=0.7, label=model)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(percent_formatter())
+    ax.yaxis.set_major_formatter(percent_formatter())
     ax.set_xlabel("predicted win probability")
     ax.set_ylabel("observed win rate")
     ax.set_title("Calibration on the test period")

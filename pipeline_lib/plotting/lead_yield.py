@@ -9,9 +9,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter
 
-from ._base import check_columns, get_ax
+from ._base import (
+    ALL,
+    GREEN,
+    GREY,
+    OLIVE,
+    ORANGE,
+    check_columns,
+    get_ax,
+    interval_errors,
+    label_rows,
+    money_formatter,
+    percent_formatter,
+)
 
 __all__ = [
     "plot_funnel",
@@ -25,34 +37,14 @@ __all__ = [
     "plot_open_leads",
 ]
 
-_ALL = "All"
-_STATE_COLOURS = {"fresh": "#55A868", "ageing": "#CCB974", "stale": "#DD8452", "expired": "#8C8C8C"}
-
-
-def _money(currency: str = ""):
-    suffix = f" {currency}" if currency else ""
-
-    def fmt(v, _pos=None):
-        a = abs(v)
-        if a >= 1e6:
-            return f"{v / 1e6:,.1f}M{suffix}"
-        if a >= 1e4:
-            return f"{v / 1e3:,.0f}k{suffix}"
-        return f"{v:,.0f}{suffix}"
-
-    return FuncFormatter(fmt)
-
-
-def _err(err) -> np.ndarray:
-    """Error-bar lengths: missing -> 0, rounding noise below 0 -> 0."""
-    return np.clip(np.nan_to_num(np.asarray(err, dtype="float64")), 0, None)
+_STATE_COLOURS = {"fresh": GREEN, "ageing": OLIVE, "stale": ORANGE, "expired": GREY}
 
 
 def _count():
     return FuncFormatter(lambda v, _pos=None: f"{v:,.0f}")
 
 
-def plot_funnel(funnel: pd.DataFrame, *, group: str = _ALL, ax=None):
+def plot_funnel(funnel: pd.DataFrame, *, group: str = ALL, ax=None):
     """Horizontal funnel: leads reaching each step, with step and cumulative conversion.
 
     Parameters
@@ -81,11 +73,10 @@ def plot_funnel(funnel: pd.DataFrame, *, group: str = _ALL, ax=None):
         if i > 0:
             text += f"  ({r['step_rate']:.1%} of previous, {r['cum_rate']:.1%} of leads)"
         ax.text(top / 2, i, text, ha="center", va="center", fontsize=9, color="black")
-    ax.set_yticks(range(len(rows)), rows["label"])
-    ax.invert_yaxis()
+    label_rows(ax, rows["label"])
     ax.set_xticks([])
     ax.grid(False)
-    ax.set_title("Lead funnel" + ("" if group == _ALL else f": {group}"))
+    ax.set_title("Lead funnel" + ("" if group == ALL else f": {group}"))
     return ax
 
 
@@ -118,24 +109,24 @@ def plot_conversion_by_group(
     cols = [f"{rate}_rate", f"{rate}_low", f"{rate}_high"]
     check_columns(yields, ["group", "leads", *cols], "plot_conversion_by_group")
     ax = get_ax(ax)
-    rows = yields[yields["group"] != _ALL].sort_values(cols[0]).reset_index(drop=True)
+    rows = yields[yields["group"] != ALL].sort_values(cols[0]).reset_index(drop=True)
     y = np.arange(len(rows))
-    err = np.vstack([rows[cols[0]] - rows[cols[1]], rows[cols[2]] - rows[cols[0]]])
-    ax.errorbar(rows[cols[0]], y, xerr=_err(err), fmt="o", capsize=3, color="C0")
+    err = interval_errors(rows[cols[0]], rows[cols[1]], rows[cols[2]], missing=0.0)
+    ax.errorbar(rows[cols[0]], y, xerr=err, fmt="o", capsize=3, color="C0")
     labels = [f"{g}  (n={n:,})" for g, n in zip(rows["group"], rows["leads"], strict=True)]
     ax.set_yticks(y, labels)
-    total = yields[yields["group"] == _ALL]
+    total = yields[yields["group"] == ALL]
     if len(total):
         ax.axvline(total[cols[0]].iloc[0], color="grey", ls="--", lw=1, label="all leads")
         ax.legend(loc="lower right", fontsize=8)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.xaxis.set_major_formatter(percent_formatter())
     ax.set_xlim(left=0)
     ax.set_xlabel(xlabel or f"{rate} rate (95 % interval)")
     ax.set_title(title)
     return ax
 
 
-def plot_cohort_heatmap(cohorts: pd.DataFrame, *, freq: str = "M", group: str = _ALL, ax=None):
+def plot_cohort_heatmap(cohorts: pd.DataFrame, *, freq: str = "M", group: str = ALL, ax=None):
     """Heatmap of the share of each cohort converted by age (blank: age not reached yet).
 
     Parameters
@@ -183,7 +174,7 @@ def plot_cohort_heatmap(cohorts: pd.DataFrame, *, freq: str = "M", group: str = 
     return ax
 
 
-def plot_cohort_curves(cohorts: pd.DataFrame, *, group: str = _ALL, ax=None):
+def plot_cohort_curves(cohorts: pd.DataFrame, *, group: str = ALL, ax=None):
     """Conversion curve of each cohort (colour = cohort date), censoring-aware.
 
     Parameters
@@ -212,7 +203,7 @@ def plot_cohort_curves(cohorts: pd.DataFrame, *, group: str = _ALL, ax=None):
         cbar = ax.figure.colorbar(sm, ax=ax, ticks=[0, max(1, len(starts) - 1)])
         cbar.ax.set_yticklabels([f"{starts[0]:%Y-%m}", f"{starts[-1]:%Y-%m}"])
         cbar.set_label("cohort")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(percent_formatter())
     ax.set_ylim(bottom=0)
     ax.set_xlabel("age of the lead (days)")
     ax.set_ylabel("share converted")
@@ -239,7 +230,7 @@ def plot_time_to_convert(lags: pd.DataFrame, *, order=None, clip_days=None, ax=N
     """
     check_columns(lags, ["group", "days"], "plot_time_to_convert")
     ax = get_ax(ax)
-    order = [g for g in (order if order is not None else lags["group"].unique()) if g != _ALL]
+    order = [g for g in (order if order is not None else lags["group"].unique()) if g != ALL]
     data = [lags.loc[lags["group"] == g, "days"].to_numpy() for g in order]
     ax.boxplot(
         data,
@@ -251,8 +242,7 @@ def plot_time_to_convert(lags: pd.DataFrame, *, order=None, clip_days=None, ax=N
         medianprops={"color": "black"},
         flierprops={"markersize": 1.5, "markerfacecolor": "grey", "markeredgecolor": "grey"},
     )
-    ax.set_yticks(range(1, len(order) + 1), order)
-    ax.invert_yaxis()
+    label_rows(ax, order, start=1)
     if clip_days is not None:
         ax.set_xlim(0, clip_days)
     ax.set_xlabel("days from lead to conversion (box: quartiles, whiskers: 5–95 %)")
@@ -278,16 +268,12 @@ def plot_leads_required(required: pd.DataFrame, *, ax=None):
     need = ["group", "leads_needed", "leads_low", "leads_high"]
     check_columns(required, need, "plot_leads_required")
     ax = get_ax(ax)
-    rows = required[required["group"] != _ALL].reset_index(drop=True)
-    y = np.arange(len(rows))
-    err = np.vstack(
-        [rows["leads_needed"] - rows["leads_low"], rows["leads_high"] - rows["leads_needed"]]
-    )
-    ax.barh(y, rows["leads_needed"], xerr=_err(err), color="C0", capsize=3)
+    rows = required[required["group"] != ALL].reset_index(drop=True)
+    err = interval_errors(rows["leads_needed"], rows["leads_low"], rows["leads_high"], missing=0.0)
+    ax.barh(range(len(rows)), rows["leads_needed"], xerr=err, color="C0", capsize=3)
     for i, v in enumerate(rows["leads_needed"]):
         ax.text(v, i, f"  {v:,.0f}", va="bottom", fontsize=8)
-    ax.set_yticks(y, rows["group"])
-    ax.invert_yaxis()
+    label_rows(ax, rows["group"])
     ax.xaxis.set_major_formatter(_count())
     ax.set_xlabel("leads needed (bar: expected, line: simulated range)")
     ax.set_title("Leads required per source at the current mix")
@@ -309,7 +295,7 @@ def plot_optimal_mix(mix: pd.DataFrame, *, ax=None):
     """
     check_columns(mix, ["group", "current_leads", "fewest_leads"], "plot_optimal_mix")
     ax = get_ax(ax)
-    rows = mix[mix["group"] != _ALL]
+    rows = mix[mix["group"] != ALL]
     cols = {"current_leads": "current mix", "fewest_leads": "fewest leads"}
     if "lowest_cost_leads" in rows and rows["lowest_cost_leads"].notna().any():
         cols["lowest_cost_leads"] = "lowest cost"
@@ -342,13 +328,10 @@ def plot_cost_per_win(cost: pd.DataFrame, *, currency: str = "", ax=None):
     need = ["source", "cost_per_win", "cpw_low", "cpw_high", "revenue_per_cost"]
     check_columns(cost, need, "plot_cost_per_win")
     ax = get_ax(ax)
-    rows = cost[(cost["source"] != _ALL) & cost["cost_per_win"].notna()]
+    rows = cost[(cost["source"] != ALL) & cost["cost_per_win"].notna()]
     rows = rows.sort_values("cost_per_win").reset_index(drop=True)
-    y = np.arange(len(rows))
-    err = np.vstack(
-        [rows["cost_per_win"] - rows["cpw_low"], rows["cpw_high"] - rows["cost_per_win"]]
-    )
-    ax.barh(y, rows["cost_per_win"], xerr=_err(err), color="C1", capsize=3)
+    err = interval_errors(rows["cost_per_win"], rows["cpw_low"], rows["cpw_high"], missing=0.0)
+    ax.barh(range(len(rows)), rows["cost_per_win"], xerr=err, color="C1", capsize=3)
     for i, r in rows.iterrows():
         ax.text(
             r["cpw_high"] if pd.notna(r["cpw_high"]) else r["cost_per_win"],
@@ -357,9 +340,8 @@ def plot_cost_per_win(cost: pd.DataFrame, *, currency: str = "", ax=None):
             va="center",
             fontsize=8,
         )
-    ax.set_yticks(y, rows["source"])
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(_money(currency))
+    label_rows(ax, rows["source"])
+    ax.xaxis.set_major_formatter(money_formatter(currency, kilo_from=1e4, billions=False))
     ax.set_xlabel("lead spend per won lead (95 % interval)")
     ax.set_title("Cost per win by source")
     ax.margins(x=0.35)
@@ -381,7 +363,7 @@ def plot_open_leads(summary: pd.DataFrame, *, ax=None):
     """
     check_columns(summary, ["group", *_STATE_COLOURS], "plot_open_leads")
     ax = get_ax(ax)
-    rows = summary[summary["group"] != _ALL].reset_index(drop=True)
+    rows = summary[summary["group"] != ALL].reset_index(drop=True)
     left = np.zeros(len(rows))
     for state, colour in _STATE_COLOURS.items():
         ax.barh(rows["group"], rows[state], left=left, color=colour, label=state)

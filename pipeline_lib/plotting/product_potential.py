@@ -12,9 +12,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from ._base import check_columns, get_ax
+from ._base import (
+    ALL,
+    BLUE,
+    GREEN,
+    ORANGE,
+    PURPLE,
+    check_columns,
+    get_ax,
+    interval_errors,
+    label_rows,
+    money_formatter,
+    money_text,
+    percent_formatter,
+)
 
 __all__ = [
     "plot_potential_map",
@@ -25,38 +37,12 @@ __all__ = [
     "plot_white_space",
 ]
 
-_LEVER_COLORS = {
-    "win rate": "#4C72B0",
-    "discount": "#DD8452",
-    "cycle": "#55A868",
-    "leads": "#8172B3",
-}
+_LEVER_COLORS = {"win rate": BLUE, "discount": ORANGE, "cycle": GREEN, "leads": PURPLE}
 
 
-def _money_text(value: float) -> str:
-    """Compact money: 1.2M, 350k, 900."""
-    if value is None or not np.isfinite(value):
-        return "–"
-    size = abs(value)
-    if size >= 1e9:
-        return f"{value / 1e9:.1f}B"
-    if size >= 1e6:
-        return f"{value / 1e6:.1f}M"
-    if size >= 1e3:
-        return f"{value / 1e3:.0f}k"
-    return f"{value:.0f}"
-
-
-def _error_bars(y, low, high) -> np.ndarray:
-    """Non-negative (2, n) error bar lengths from interval bounds."""
-    low = np.asarray(low, dtype="float64")
-    high = np.asarray(high, dtype="float64")
-    return np.clip(np.vstack([y - low, high - y]), 0, None)
-
-
-def _money_axis(axis, currency: str = "") -> None:
-    suffix = f" {currency}" if currency else ""
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: _money_text(v) + suffix))
+def _with_currency(label: str, currency: str) -> str:
+    """``"average won deal (EUR)"``; the label alone without a currency."""
+    return f"{label} ({currency})" if currency else label
 
 
 def plot_potential_map(
@@ -84,7 +70,7 @@ def plot_potential_map(
     need = [group_col, "win_rate", "win_rate_low", "win_rate_high", "avg_won_deal"]
     check_columns(card, [*need, "open_pipeline"], "plot_potential_map")
     ax = get_ax(ax)
-    rows = card.loc[card[group_col].ne("All") & card["win_rate"].notna()]
+    rows = card.loc[card[group_col].ne(ALL) & card["win_rate"].notna()]
     rows = rows.loc[rows["avg_won_deal"].notna()]
     pipe = rows["open_pipeline"].fillna(0).to_numpy(dtype="float64")
     size = 60 + 1400 * np.sqrt(pipe / pipe.max()) if pipe.max() > 0 else np.full(len(rows), 80)
@@ -94,7 +80,7 @@ def plot_potential_map(
     ax.errorbar(
         x,
         y,
-        yerr=_error_bars(y, rows["win_rate_low"], rows["win_rate_high"]),
+        yerr=interval_errors(y, rows["win_rate_low"], rows["win_rate_high"]),
         fmt="none",
         ecolor="0.6",
         elinewidth=1,
@@ -103,7 +89,7 @@ def plot_potential_map(
     ax.scatter(x, y, s=size, c=colors[: len(rows)], alpha=0.6, edgecolor="white", zorder=2)
     for xi, yi, label, p in zip(x, y, rows[group_col], pipe, strict=True):
         ax.annotate(
-            f"{label}\n{_money_text(p)} open",
+            f"{label}\n{money_text(p)} open",
             (xi, yi),
             xytext=(8, 6),
             textcoords="offset points",
@@ -111,9 +97,9 @@ def plot_potential_map(
         )
     if len(x) and np.all(x > 0) and x.max() / x.min() > 20:
         ax.set_xscale("log")
-    _money_axis(ax.xaxis, currency)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xlabel("average won deal" + (f" ({currency})" if currency else ""))
+    ax.xaxis.set_major_formatter(money_formatter(currency))
+    ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
+    ax.set_xlabel(_with_currency("average won deal", currency))
     ax.set_ylabel("win rate (95 % interval)")
     ax.set_title(f"Potential map per {group_col}: bubble size = open pipeline")
     ax.margins(x=0.15, y=0.15)
@@ -142,15 +128,14 @@ def plot_what_if(sens: pd.DataFrame, *, top: int = 15, currency: str = "", ax=No
     y = np.arange(len(head))
     colors = [_LEVER_COLORS.get(lv, "0.5") for lv in head["lever"]]
     ax.barh(y, head["revenue_change"], color=colors)
-    ax.set_yticks(y, head["product"] + " · " + head["scenario"])
-    ax.invert_yaxis()
+    label_rows(ax, head["product"] + " · " + head["scenario"])
     ax.axvline(0, color="0.3", linewidth=0.8)
-    _money_axis(ax.xaxis, currency)
-    ax.set_xlabel("revenue change over the horizon" + (f" ({currency})" if currency else ""))
+    ax.xaxis.set_major_formatter(money_formatter(currency))
+    ax.set_xlabel(_with_currency("revenue change over the horizon", currency))
     ax.set_title("Where small changes would sell more (ranked)")
     for yi, v in zip(y, head["revenue_change"], strict=True):
         ha = "left" if v >= 0 else "right"
-        ax.text(v, yi, f" {_money_text(v)} ", va="center", ha=ha, fontsize=8)
+        ax.text(v, yi, f" {money_text(v)} ", va="center", ha=ha, fontsize=8)
     labels = [lv for lv in _LEVER_COLORS if lv in set(head["lever"])]
     handles = [plt.Rectangle((0, 0), 1, 1, color=_LEVER_COLORS[lv]) for lv in labels]
     if handles:
@@ -194,9 +179,9 @@ def plot_band_win_rates(bands: pd.DataFrame, *, title: str | None = None, ncols:
         ax.errorbar(
             x,
             y,
-            yerr=_error_bars(y, g["win_rate_low"], g["win_rate_high"]),
+            yerr=interval_errors(y, g["win_rate_low"], g["win_rate_high"]),
             fmt="o-",
-            color="#4C72B0",
+            color=BLUE,
             ecolor="0.6",
             capsize=3,
         )
@@ -204,7 +189,7 @@ def plot_band_win_rates(bands: pd.DataFrame, *, title: str | None = None, ncols:
             ax.text(xi, yi + 0.02, f"n={c}", ha="center", fontsize=7, color="0.4")
         ax.set_xticks(x, g["band"], rotation=30, fontsize=8)
         ax.set_title(product, fontsize=10)
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
         ax.set_ylim(0, 1)
         ax.margins(x=0.15)
     for ax in list(axes.flat)[len(products) :]:
@@ -339,13 +324,12 @@ def plot_white_space(summary: pd.DataFrame, *, currency: str = "", ax=None):
     check_columns(summary, ["product", "white_space", "expected_value"], "plot_white_space")
     ax = get_ax(ax)
     y = np.arange(len(summary))
-    ax.barh(y, summary["expected_value"], color="#55A868")
-    ax.set_yticks(y, summary["product"])
-    ax.invert_yaxis()
-    _money_axis(ax.xaxis, currency)
+    ax.barh(y, summary["expected_value"], color=GREEN)
+    label_rows(ax, summary["product"])
+    ax.xaxis.set_major_formatter(money_formatter(currency))
     for yi, v, k in zip(y, summary["expected_value"], summary["white_space"], strict=True):
-        ax.text(v, yi, f" {_money_text(v)} · {k:,} accounts", va="center", fontsize=8)
-    ax.set_xlabel("expected value of the white space" + (f" ({currency})" if currency else ""))
+        ax.text(v, yi, f" {money_text(v)} · {k:,} accounts", va="center", fontsize=8)
+    ax.set_xlabel(_with_currency("expected value of the white space", currency))
     ax.set_title("White space per product")
     ax.margins(x=0.3)
     return ax

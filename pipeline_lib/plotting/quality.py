@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from ._base import REJECTED, check_columns
+from ._base import REJECTED, check_columns, get_ax, label_rows
 
 __all__ = ["plot_load_summary", "plot_reject_reasons"]
 
@@ -26,12 +25,11 @@ def plot_load_summary(summary: pd.DataFrame, *, ax=None):
     matplotlib Axes
     """
     check_columns(summary, ["table", "read", "rejected", "rejected_pct"], "plot_load_summary")
-    ax = ax if ax is not None else plt.gca()
+    ax = get_ax(ax)
     y = range(len(summary))
     pct = summary["rejected_pct"].fillna(0)
     ax.barh(y, pct, color=REJECTED)
-    ax.set_yticks(list(y), summary["table"])
-    ax.invert_yaxis()
+    label_rows(ax, summary["table"])
     ax.set_xlim(0, max(1.0, float(pct.max()) * 1.6))
     ax.set_xlabel("rows rejected (% of rows read)")
     ax.set_title("Rows rejected per table")
@@ -56,12 +54,11 @@ def plot_reject_reasons(reasons: pd.DataFrame, *, top: int = 10, ax=None):
     matplotlib Axes
     """
     check_columns(reasons, ["table", "reason", "rows"], "plot_reject_reasons")
-    ax = ax if ax is not None else plt.gca()
+    ax = get_ax(ax)
     head = reasons.head(top)
     labels = head["table"] + ": " + head["reason"].str.slice(0, 60)
     ax.barh(range(len(head)), head["rows"], color=REJECTED)
-    ax.set_yticks(range(len(head)), labels)
-    ax.invert_yaxis()
+    label_rows(ax, labels)
     ax.set_xlabel("rejected rows")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("Why rows were rejected")

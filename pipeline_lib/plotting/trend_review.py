@@ -5,9 +5,19 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from ._base import check_columns, get_ax
+from ._base import (
+    BLUE,
+    GREEN,
+    GREY,
+    RED,
+    check_columns,
+    get_ax,
+    label_rows,
+    money_formatter,
+    money_text,
+    percent_formatter,
+)
 
 __all__ = [
     "plot_stage_funnel",
@@ -23,21 +33,26 @@ __all__ = [
     "plot_what_worked",
 ]
 
-_UP, _DOWN, _TOTAL, _NEUTRAL = "#55A868", "#C44E52", "#4C72B0", "#8C8C8C"
+_UP, _DOWN, _TOTAL, _NEUTRAL = GREEN, RED, BLUE, GREY
+_MONEY = {"billions": False}  # amounts here read "EUR 2,500.0M", never in billions
 
 
-def _money_text(value: float) -> str:
-    a = abs(value)
-    if a >= 1e6:
-        return f"{value / 1e6:,.1f}M"
-    if a >= 1e3:
-        return f"{value / 1e3:,.0f}k"
-    return f"{value:,.0f}"
+def _money_axis(axis, currency: str) -> None:
+    axis.set_major_formatter(money_formatter(currency, currency_first=True, **_MONEY))
 
 
-def _money_axis(axis, currency: str = "") -> None:
-    prefix = f"{currency} " if currency else ""
-    axis.set_major_formatter(FuncFormatter(lambda v, _pos: prefix + _money_text(v)))
+def _period_ticks(ax, periods) -> None:
+    """Label at most about 12 of the periods at x = 0, 1, ... (rotated)."""
+    periods = list(periods)
+    step = max(1, len(periods) // 12)
+    ax.set_xticks(range(0, len(periods), step), periods[::step], rotation=45, ha="right")
+
+
+def _changes_of(changes: pd.DataFrame | None, segment_column: str, metric: str) -> pd.DataFrame:
+    """The change points of ``metric`` for ``segment_column`` (empty when there are none)."""
+    if changes is None or changes.empty:
+        return pd.DataFrame(columns=["segment", "period"])
+    return changes[(changes["segment_column"] == segment_column) & (changes["metric"] == metric)]
 
 
 def plot_stage_funnel(conversion: pd.DataFrame, *, ax=None):
@@ -61,8 +76,7 @@ def plot_stage_funnel(conversion: pd.DataFrame, *, ax=None):
     ax = get_ax(ax)
     y = np.arange(len(conversion))
     ax.barh(y, conversion["reached"], color=_TOTAL)
-    ax.set_yticks(y, conversion["stage"])
-    ax.invert_yaxis()
+    label_rows(ax, conversion["stage"])
     top = float(conversion["reached"].max() or 1)
     ax.set_xlim(0, top * 1.55)
     for i, r in enumerate(conversion.itertuples()):
@@ -104,8 +118,7 @@ def plot_stage_durations(durations: pd.DataFrame, *, ax=None):
         ("p90_days", "D", "p90"),
     ):
         ax.plot(durations[col], y, marker, label=label, ms=7)
-    ax.set_yticks(y, durations["stage"])
-    ax.invert_yaxis()
+    label_rows(ax, durations["stage"])
     ax.set_xlabel("days in stage")
     ax.set_xlim(left=0)
     ax.set_title("Time in stage")
@@ -155,8 +168,7 @@ def plot_bottlenecks(bottlenecks: pd.DataFrame):
         ax.scatter(mid, y, c=colors, zorder=3)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_xlabel(label)
-    axes[0].set_yticks(y, bottlenecks["stage"])
-    axes[0].invert_yaxis()
+    label_rows(axes[0], bottlenecks["stage"])
     cur, cmp_ = bottlenecks.attrs.get("current", "now"), bottlenecks.attrs.get("comparison", "")
     fig.suptitle(f"Stage changes, {cmp_} → {cur} (red: bottleneck)")
     fig.tight_layout()
@@ -190,7 +202,7 @@ def plot_pipeline_flow(flow: pd.DataFrame, *, currency: str = "", ax=None):
             color = _UP if r.amount >= 0 else _DOWN
             level += r.amount
         ax.bar(i, height, bottom=bottom, color=color, width=0.65)
-        label = _money_text(r.amount)
+        label = money_text(r.amount, **_MONEY)
         if r.kind != "change":
             label += f"\n{abs(r.deals):,} deals"
         ax.text(i, max(bottom, bottom + height), label, ha="center", va="bottom", fontsize=8)
@@ -224,7 +236,7 @@ def plot_push_rate(push_rate: pd.DataFrame, *, ax=None):
     ax.fill_between(x, push_rate["ci_low"], push_rate["ci_high"], alpha=0.25, color=_TOTAL)
     ax.plot(x, push_rate["push_rate"], marker="o", color=_TOTAL)
     ax.set_xticks(x, push_rate["period"], rotation=45, ha="right")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
     ax.set_ylim(bottom=0)
     ax.set_ylabel("open deals pushed in the period")
     ax.set_title("Push rate (expected close date moved later)")
@@ -258,14 +270,16 @@ def plot_velocity_decomposition(decomposition: pd.DataFrame, *, currency: str = 
     labels = [f"velocity {prev_label}", *parts["factor"], f"velocity {cur_label}"]
     level = float(total["previous"])
     ax.bar(0, level, color=_TOTAL, width=0.65)
-    ax.text(0, level, _money_text(level), ha="center", va="bottom", fontsize=8)
+    ax.text(0, level, money_text(level, **_MONEY), ha="center", va="bottom", fontsize=8)
     for i, c in enumerate(parts["contribution"], start=1):
         ax.bar(i, c, bottom=level, color=_UP if c >= 0 else _DOWN, width=0.65)
         ax.text(i, max(level, level + c), f"{c:+,.0f}", ha="center", va="bottom", fontsize=8)
         level += c
     n = len(labels) - 1
     ax.bar(n, float(total["current"]), color=_TOTAL, width=0.65)
-    ax.text(n, float(total["current"]), _money_text(total["current"]), ha="center", va="bottom")
+    ax.text(
+        n, float(total["current"]), money_text(total["current"], **_MONEY), ha="center", va="bottom"
+    )
     ax.set_xticks(range(len(labels)), labels, rotation=20)
     _money_axis(ax.yaxis, currency)
     ax.set_ylabel("won value per day")
@@ -273,11 +287,8 @@ def plot_velocity_decomposition(decomposition: pd.DataFrame, *, currency: str = 
     return ax
 
 
-def _mark_changes(ax, x_of: dict, changes: pd.DataFrame, metric: str) -> None:
-    if changes is None or changes.empty:
-        return
-    hit = changes[(changes["metric"] == metric) & (changes["segment_column"] == "all")]
-    for r in hit.itertuples():
+def _mark_changes(ax, x_of: dict, changes: pd.DataFrame | None, metric: str) -> None:
+    for r in _changes_of(changes, "all", metric).itertuples():
         if r.period in x_of:
             ax.axvline(x_of[r.period] - 0.5, color=_DOWN, ls="--", lw=1.2)
             ax.text(
@@ -334,7 +345,7 @@ def plot_trends(trends: pd.DataFrame, changes: pd.DataFrame | None = None, *, cu
     for ax, col, title, metric in panels:
         if col == "win_rate":
             ax.fill_between(x, trends["ci_low"], trends["ci_high"], alpha=0.25, color=_TOTAL)
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
         if col == "created":
             ax.bar(x, trends[col], color=np.where(hollow, "#C8D3E6", _TOTAL))
         else:
@@ -344,9 +355,8 @@ def plot_trends(trends: pd.DataFrame, changes: pd.DataFrame | None = None, *, cu
             _money_axis(ax.yaxis, currency)
         ax.set_title(title)
         _mark_changes(ax, x_of, changes, metric)
-    step = max(1, len(x) // 12)
     for ax in axes[1]:
-        ax.set_xticks(x[::step], trends["period"].iloc[::step], rotation=45, ha="right")
+        _period_ticks(ax, trends["period"])
     fig.suptitle("Trends per period (dashed: detected change points)")
     fig.tight_layout()
     return fig
@@ -374,12 +384,8 @@ def plot_segment_win_rates(
     ax = get_ax(ax)
     periods = list(dict.fromkeys(trends["period"]))
     x_of = {p: i for i, p in enumerate(periods)}
-    hits = pd.DataFrame()
-    if changes is not None and not changes.empty:
-        hits = changes[
-            (changes["segment_column"] == segment_column) & (changes["metric"] == "win_rate")
-        ]
-    flagged = set(hits["segment"]) if not hits.empty else set()
+    hits = _changes_of(changes, segment_column, "win_rate")
+    flagged = set(hits["segment"])
     for seg, g in trends.groupby(segment_column, sort=True):
         xs = g["period"].map(x_of)
         bold = seg in flagged
@@ -391,12 +397,11 @@ def plot_segment_win_rates(
             alpha=1 if bold else 0.45,
             label=f"{seg}{' (change)' if bold else ''}",
         )
-    for r in hits.itertuples() if not hits.empty else ():
+    for r in hits.itertuples():
         if r.period in x_of:
             ax.axvline(x_of[r.period] - 0.5, color=_DOWN, ls="--", lw=1)
-    step = max(1, len(periods) // 12)
-    ax.set_xticks(range(0, len(periods), step), periods[::step], rotation=45, ha="right")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    _period_ticks(ax, periods)
+    ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
     ax.set_ylabel("win rate")
     ax.set_title(f"Win rate per {segment_column} (bold: significant change point)")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -433,9 +438,8 @@ def plot_owner_shrinkage(owners: pd.DataFrame, *, label: str = "owner", ax=None)
     prior = owners.attrs.get("prior")
     if prior:
         ax.axvline(prior[0] / (prior[0] + prior[1]), color=_TOTAL, ls=":", lw=1)
-    ax.set_yticks(y, [f"{n} ({c})" for n, c in zip(owners[label], owners["closed"], strict=True)])
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    label_rows(ax, [f"{n} ({c})" for n, c in zip(owners[label], owners["closed"], strict=True)])
+    ax.xaxis.set_major_formatter(percent_formatter(decimals=0))
     ax.set_xlabel("win rate (closed deals in brackets)")
     ax.set_title("Win rate per rep: raw vs shrunk (empirical Bayes)")
     ax.legend(fontsize=8, loc="lower right")
@@ -461,9 +465,8 @@ def plot_lost_reasons(lost: pd.DataFrame, *, ax=None):
     wide = wide.loc[list(dict.fromkeys(lost["period"]))]
     x = np.arange(len(wide))
     ax.stackplot(x, wide.T.to_numpy(), labels=list(wide.columns), alpha=0.85)
-    step = max(1, len(x) // 12)
-    ax.set_xticks(x[::step], wide.index[::step], rotation=45, ha="right")
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    _period_ticks(ax, wide.index)
+    ax.yaxis.set_major_formatter(percent_formatter(decimals=0))
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of lost deals")
     ax.set_title("Lost reasons over time")
@@ -499,9 +502,8 @@ def plot_what_worked(worked: pd.DataFrame, *, metric: str = "win rate", top: int
     ax.hlines(y, rows["ci_low"], rows["ci_high"], color=_UP, lw=2)
     ax.scatter(rows["difference"], y, color=_UP, zorder=3)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [f"{s} (n={n})" for s, n in zip(rows["segment"], rows["n"], strict=True)])
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    label_rows(ax, [f"{s} (n={n})" for s, n in zip(rows["segment"], rows["n"], strict=True)])
+    ax.xaxis.set_major_formatter(percent_formatter(decimals=0))
     if metric == "win rate":
         ax.set_xlabel("win rate minus the rest's (points, 95 % interval)")
         ax.set_title("Segments that win clearly more often")
