@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -352,23 +354,22 @@ def test_sensitivity_discount_lowers_win_rate_where_discounts_win():
     # 10 deals at 0 % (1 won), 10 at 20 % (9 won): slope 4 per unit of discount
     opps = _discount_ds([0.0] * 10 + [0.2] * 10, [1] + [0] * 9 + [1] * 9 + [0])
     ds = make_ds(opps, products={"product": ["P"], "list_price": [100.0]})
-    sens = pp.compute_sensitivity(
-        ds, as_of=AS_OF, period_days=100, horizon_days=100, discount_cut_pct=50
+    what_if = functools.partial(
+        pp.compute_sensitivity,
+        ds,
+        as_of=AS_OF,
+        period_days=100,
+        horizon_days=100,
+        discount_cut_pct=50,
     )
+    sens = what_if()
     row = sens.set_index("lever").loc["discount"]
     # won revenue 100 + 9 * 80 = 820 over list 1000 -> d = .18; p = .5, A = 82; 20 closings
     # d' = .09 -> A' = 82 * .91 / .82 = 91; p' = .5 - 4 * .09 = .14
     assert row["revenue_change"] == pytest.approx(20 * (0.14 * 91 - 0.5 * 82))
     inputs = sens.attrs["inputs"].set_index("product")
     assert inputs.loc["P", "discount_slope"] == pytest.approx(4.0)
-    off = pp.compute_sensitivity(
-        ds,
-        as_of=AS_OF,
-        period_days=100,
-        horizon_days=100,
-        discount_cut_pct=50,
-        discount_effect=False,
-    )
+    off = what_if(discount_effect=False)
     assert off.set_index("lever").loc["discount", "revenue_change"] == pytest.approx(
         20 * 0.5 * (91 - 82)
     )
@@ -513,6 +514,20 @@ def test_views_on_small_demo(small_demo):
     assert "closed deals were won" in text
     items = views.scorecard(ds, as_of=as_of, group_by="family")
     assert isinstance(items[0], Styler) and "All" in items[0].data["family"].tolist()
+
+
+def test_views_pass_their_options_to_the_analysis(score_ds):
+    as_of = D(AS_OF)
+    items = views.scorecard(score_ds, as_of=as_of, period_days=100, prior_strength=2)
+    assert "compared with the 100 days before" in items[0].caption
+    card = pp.compute_scorecard(score_ds, as_of=AS_OF, period_days=100, prior_strength=2)
+    assert items[0].data["weighted pipeline"].iloc[0] == card["weighted_pipeline"].iloc[0]
+    items = views.what_if(score_ds, as_of=as_of, period_days=100, horizon_days=200, win_rate_pts=10)
+    table = items[2].data.set_index(["product", "scenario"])
+    # 6 closings x 10 pts x 85 avg won deal, as in test_sensitivity_arithmetic
+    assert table.loc[("A", "win rate +10 pts"), "change"] == pytest.approx(6 * 0.10 * 85)
+    with pytest.raises(TypeError, match="colour"):
+        views.overview(score_ds, as_of=as_of, colour="red")
 
 
 def test_views_give_messages_not_tracebacks():

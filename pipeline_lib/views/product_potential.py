@@ -2,7 +2,9 @@
 
 Each view computes with :mod:`pipeline_lib.product_potential`, formats with
 :mod:`pipeline_lib.formatting` and draws with :mod:`pipeline_lib.plotting`; the private
-helpers below only choose, rename and spell out columns for display.
+helpers below only choose, rename and spell out columns for display. Options a view does
+not use itself go to the analysis function as they are (``**options``), so their defaults
+live in one place: the analysis module.
 """
 
 from __future__ import annotations
@@ -65,40 +67,34 @@ def _scorecard_table(card: pd.DataFrame, group_by: str, currency: str) -> pd.Dat
     )
 
 
-def overview(
-    ds: Dataset,
-    *,
-    as_of,
-    group_by: str = "product",
-    period_days: int = 365,
-    weights: str = "history",
-) -> list:
-    """The narrative led by the scorecard's numbers (period, win rate, revenue, movers)."""
-    card = pp.compute_scorecard(
-        ds, as_of=as_of, group_by=group_by, period_days=period_days, weights=weights
-    )
+def overview(ds: Dataset, *, as_of, group_by: str = "product", **options) -> list:
+    """The narrative led by the scorecard's numbers (period, win rate, revenue, movers).
+
+    ``options`` (``period_days``, ``weights``, ...) go to
+    :func:`~pipeline_lib.product_potential.compute_scorecard`.
+    """
+    card = pp.compute_scorecard(ds, as_of=as_of, group_by=group_by, **options)
     text = pp.describe_scorecard(card, group_by=group_by, currency=ds.base_currency)
     notes = [f"- {n}" for n in ds.notes]
     return [text + ("\n" + "\n".join(notes) if notes else "")]
 
 
 def scorecard(
-    ds: Dataset,
-    *,
-    as_of,
-    group_by: str = "product",
-    period_days: int = 365,
-    weights: str = "history",
+    ds: Dataset, *, as_of, group_by: str = "product", weights: str = "history", **options
 ) -> list:
-    """Scorecard table per ``group_by`` (with an ``All`` row) and what it could not compute."""
+    """Scorecard table per ``group_by`` (with an ``All`` row) and what it could not compute.
+
+    ``options`` (``period_days``, ...) go to
+    :func:`~pipeline_lib.product_potential.compute_scorecard`.
+    """
     card = pp.compute_scorecard(
-        ds, as_of=as_of, group_by=group_by, period_days=period_days, weights=weights, total=True
+        ds, as_of=as_of, group_by=group_by, weights=weights, total=True, **options
     )
     start, end = card.attrs["period"]
     table = _scorecard_table(card, group_by, ds.base_currency)
     caption = (
         f"Scorecard per {group_by}: deals closed {start:%Y-%m-%d} – {end:%Y-%m-%d}, "
-        f"compared with the {period_days} days before; pipeline open on {end:%Y-%m-%d}"
+        f"compared with the {(end - start).days} days before; pipeline open on {end:%Y-%m-%d}"
     )
     items: list = [
         formatting.style_table(
@@ -122,18 +118,13 @@ def scorecard(
     return items
 
 
-def potential_map(
-    ds: Dataset,
-    *,
-    as_of,
-    group_by: str = "product",
-    period_days: int = 365,
-    weights: str = "history",
-) -> list:
-    """Win rate against average won deal, bubbles sized by the open pipeline."""
-    card = pp.compute_scorecard(
-        ds, as_of=as_of, group_by=group_by, period_days=period_days, weights=weights
-    )
+def potential_map(ds: Dataset, *, as_of, group_by: str = "product", **options) -> list:
+    """Win rate against average won deal, bubbles sized by the open pipeline.
+
+    ``options`` (``period_days``, ``weights``, ...) go to
+    :func:`~pipeline_lib.product_potential.compute_scorecard`.
+    """
+    card = pp.compute_scorecard(ds, as_of=as_of, group_by=group_by, **options)
     if not (card["win_rate"].notna() & card["avg_won_deal"].notna()).any():
         return [
             "No group has a won deal with an amount in the period, so there is no win rate "
@@ -177,22 +168,16 @@ def what_if(
     as_of,
     horizon_days: int = 365,
     period_days: int = 365,
-    win_rate_pts: float = 5.0,
-    discount_cut_pct: float = 10.0,
-    cycle_days: float = 7.0,
-    leads_pct: float = 10.0,
     top: int = 15,
+    **levers,
 ) -> list:
-    """Ranked what-if table and chart: revenue impact of small changes per product."""
+    """Ranked what-if table and chart: revenue impact of small changes per product.
+
+    ``levers`` (``win_rate_pts``, ``discount_cut_pct``, ``cycle_days``, ``leads_pct``,
+    ``discount_effect``) go to :func:`~pipeline_lib.product_potential.compute_sensitivity`.
+    """
     sens = pp.compute_sensitivity(
-        ds,
-        as_of=as_of,
-        horizon_days=horizon_days,
-        period_days=period_days,
-        win_rate_pts=win_rate_pts,
-        discount_cut_pct=discount_cut_pct,
-        cycle_days=cycle_days,
-        leads_pct=leads_pct,
+        ds, as_of=as_of, horizon_days=horizon_days, period_days=period_days, **levers
     )
     cur = ds.base_currency
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.35 * min(top, len(sens))))
@@ -333,29 +318,26 @@ def recommendations(
     ds: Dataset, *, as_of, top_n: int = 3, max_rows: int = 30, basis: str = "won"
 ) -> list:
     """Next-best products per account and per open deal, with the evidence."""
-    items: list = []
-    acc = pp.compute_next_best(ds, as_of=as_of, per="account", top_n=top_n, basis=basis)
-    items.append(
-        formatting.style_table(
-            acc.drop(columns=["because_of"]),
-            caption=f"Next-best products per account (top {top_n}), accounts with the most "
-            "expected value first",
+
+    def table(per: str, caption: str):
+        recs = pp.compute_next_best(ds, as_of=as_of, per=per, top_n=top_n, basis=basis)
+        return formatting.style_table(
+            recs.drop(columns=["because_of"]),
+            caption=caption,
             percent=("propensity",),
             decimals=0,
             max_rows=max_rows,
         )
-    )
-    try:
-        deal = pp.compute_next_best(ds, as_of=as_of, per="deal", top_n=top_n, basis=basis)
-        items.append(
-            formatting.style_table(
-                deal.drop(columns=["because_of"]),
-                caption=f"Products to offer with each open deal (top {top_n})",
-                percent=("propensity",),
-                decimals=0,
-                max_rows=max_rows,
-            )
+
+    items: list = [
+        table(
+            "account",
+            f"Next-best products per account (top {top_n}), accounts with the most "
+            "expected value first",
         )
+    ]
+    try:
+        items.append(table("deal", f"Products to offer with each open deal (top {top_n})"))
     except InsufficientDataError as exc:
         items.append(f"Recommendations per open deal not shown: {exc}")
     return items
