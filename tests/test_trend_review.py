@@ -546,3 +546,66 @@ def test_analyses_do_not_mutate_their_input():
 def test_no_open_deal_means_no_stalled_deal():
     ds = make_ds(SKIP_OPPS[:3], [h for h in SKIP_HIST if h[0] in ("D1", "D2", "D3")])
     assert tr.compute_stalled_deals(ds, as_of="2024-12-31").empty
+
+
+# --------------------------------------------------------------------------- memo
+
+
+def test_repeated_calls_on_the_same_dataset_reuse_the_result_as_copies():
+    from pipeline_lib.trend_review import _memo
+
+    ds = make_ds(SKIP_OPPS, SKIP_HIST)
+    first = tr.compute_stage_conversion(ds, as_of="2024-12-31")
+    n = len(_memo._entries)
+    again = tr.compute_stage_conversion(ds, as_of=D("2024-12-31"))  # the same call
+    assert len(_memo._entries) == n  # reused, not computed again
+    assert again is not first
+    assert_frame_equal(again, first)
+    again.loc[0, "advanced"] = 999  # the caller's copy: the memo keeps its own
+    again.attrs["no_history"] = -1
+    third = tr.compute_stage_conversion(ds, as_of="2024-12-31")
+    assert third["advanced"].tolist() == [4, 2, 1]
+    assert third.attrs["no_history"] == 0
+
+
+def test_memo_tells_datasets_apart_by_their_tables_and_stages():
+    ds = make_ds(SKIP_OPPS, SKIP_HIST)
+    assert len(tr.compute_stage_conversion(ds, as_of="2024-12-31")) == 3
+    two = StageConfig(open=("A", "B"), won=("Won",), lost=("Lost", "C"))
+    other = replace(ds, stages=two)  # same tables, other stage config
+    assert tr.compute_stage_conversion(other, as_of="2024-12-31")["stage"].tolist() == ["A", "B"]
+    bare = replace(ds, tables={"opportunities": ds.opportunities})  # no stage history
+    with pytest.raises(InsufficientDataError):
+        tr.compute_stage_conversion(bare, as_of="2024-12-31")
+
+
+def test_findings_share_their_analyses_with_the_sections(small_demo):
+    from pipeline_lib.trend_review import _memo
+
+    ds = dataset.load_dataset(small_demo, as_of="2025-12-31")
+    tr.compute_findings(ds, as_of="2025-12-31")
+    n = len(_memo._entries)
+    for fn in (tr.compute_stalled_deals, tr.compute_owner_performance, tr.compute_simpsons_check):
+        fn(ds, as_of="2025-12-31")
+    tr.compute_trends(ds, as_of="2025-12-31")  # computed for the velocity finding
+    assert len(_memo._entries) == n
+
+
+def test_memo_is_bounded_and_keeps_no_dataset_alive(monkeypatch):
+    import gc
+    import weakref
+
+    from pipeline_lib.trend_review import _memo
+
+    monkeypatch.setattr(_memo, "_SIZE", 3)
+    ds = make_ds(FLOW_OPPS, FLOW_HIST)
+    for fn in (tr.compute_stage_conversion, tr.compute_stage_durations, tr.compute_push_rate):
+        fn(ds, as_of="2024-12-31")
+    assert len(_memo._entries) <= 3
+    gone = weakref.ref(ds.opportunities)
+    del ds
+    gc.collect()
+    assert gone() is None  # the memo held no strong reference to the tables
+    kept = make_ds(FLOW_OPPS, FLOW_HIST)
+    tr.compute_push_rate(kept, as_of="2024-12-31")  # a new entry drops those of the dead one
+    assert all(r is None or r() is not None for refs, _ in _memo._entries.values() for r in refs)

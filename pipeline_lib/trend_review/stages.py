@@ -1,0 +1,448 @@
+"""Stages: conversion with skipped stages, censored time in stage, bottlenecks, stalled deals.
+
+All need the ``stage_history`` table.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..dataset import Dataset
+from ..errors import InsufficientDataError
+from ..stats import km_quantiles, proportion_diff_interval, wilson_interval
+from ._common import _Z95, _bounds, _days, _in_window, _member, _require_history, _snap, _windows
+from ._memo import memoized
+
+__all__ = [
+    "compute_stage_conversion",
+    "compute_stage_durations",
+    "compute_bottlenecks",
+    "compute_stalled_deals",
+]
+
+
+@memoized(copy=False)
+def _stage_events(ds: Dataset, ts: pd.Timestamp) -> dict:
+    """Per deal: furthest open stage reached and when it left each open stage."""
+    hist = _require_history(ds, "Stage conversion")
+    stages = ds.stages.open
+    if not stages:
+        raise InsufficientDataError("the source config defines no open stages")
+    n_open = len(stages)
+    idx_of = {s: i for i, s in enumerate(stages)}
+    opps = ds.opportunities
+    ids = opps["opportunity_id"]
+    h = hist[hist["stage"].isin(stages)]
+    h = h.assign(idx=h["stage"].map(idx_of).astype("int64"))
+    first = (
+        h.groupby(["opportunity_id", "idx"])["entered_at"]
+        .min()
+        .unstack()
+        .reindex(index=ids.to_numpy(), columns=range(n_open))
+    )
+    entry = np.column_stack([_days(first[c]) for c in range(n_open)])
+    hist_max = ids.map(h.groupby("opportunity_id")["idx"].max()).to_numpy(dtype="float64")
+    cur = opps["stage"].map(idx_of).to_numpy(dtype="float64", na_value=np.nan)
+    status = opps["status"].to_numpy()
+    furthest = np.fmax(hist_max, np.where(status == schema.OPEN, cur, np.nan))
+    furthest = np.where(np.isnan(furthest), 0, furthest).astype("int64")
+    won = status == schema.WON
+    lost = status == schema.LOST
+    furthest = np.where(won, n_open, furthest)
+    close = _days(opps["close_date"])
+    # date the deal moved past stage i: first entry into a later open stage, or the win
+    later = np.full(len(opps), np.nan)
+    advance = np.full((len(opps), n_open), np.nan)
+    for i in range(n_open - 1, -1, -1):
+        advance[:, i] = np.fmin(later, np.where(won, close, np.nan))
+        later = np.fmin(later, entry[:, i])
+    in_history = _member(ids, hist["opportunity_id"])
+    return {
+        "stages": stages,
+        "furthest": furthest,
+        "advance": advance,
+        "entry": entry,
+        "won": won,
+        "lost": lost,
+        "open": status == schema.OPEN,
+        "close": close,
+        "no_history": int((~in_history).sum()),
+    }
+
+
+@memoized(dates=("as_of", "start", "end"))
+def compute_stage_conversion(ds: Dataset, *, as_of, start=None, end=None) -> pd.DataFrame:
+    """Stage-to-stage conversion; a deal that skipped a stage counts as having passed it.
+
+    Definitions, per open stage *s* (in the configured order):
+
+    - a deal **reached** *s* when its stage history shows *s* or any later open stage, or
+      it was won (won deals passed every open stage). A lost deal whose history holds no
+      open stage counts as lost in the first stage.
+    - it **advanced** past *s* when it reached a later open stage or was won; the date it
+      did so is its first entry into a later open stage (or its win date).
+    - it **dropped** at *s* when it was lost and *s* is the furthest open stage it reached
+      (date: its close date).
+    - **still open**: deals open on ``as_of`` whose furthest stage is *s*.
+    - **conversion** = advanced / (advanced + dropped), with a 95 % Wilson interval; open
+      deals are not in the denominator (their outcome is not known yet).
+
+    With ``start``/``end`` only deals that left *s* (advanced or dropped) inside the window
+    count, and still-open deals are those that had entered *s* by ``end``.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Needs the ``stage_history`` table.
+    as_of : str, date or Timestamp
+    start, end : date-like, optional
+        Inclusive window on the date a deal left the stage.
+
+    Returns
+    -------
+    DataFrame
+        One row per open stage: ``stage, next_stage, reached, advanced, dropped,
+        still_open, conversion, ci_low, ci_high, reached_share`` (``reached`` / deals that
+        reached the first stage). ``attrs["no_history"]`` counts deals without any stage
+        history row (placed by their current stage).
+
+    Raises
+    ------
+    InsufficientDataError
+        Without a stage history.
+    ValueError
+        When ``end`` is before ``start`` or after ``as_of``.
+
+    Examples
+    --------
+    >>> compute_stage_conversion(ds, as_of="2025-12-31")  # doctest: +SKIP
+    """
+    ds, ts = _snap(ds, as_of)
+    lo, hi = _bounds(start, end, ts)
+    ev = _stage_events(ds, ts)
+    stages = ev["stages"]
+    rows = []
+    for i, stage in enumerate(stages):
+        reached = ev["furthest"] >= i
+        adv = reached & (ev["furthest"] > i)
+        drop = ev["lost"] & (ev["furthest"] == i)
+        still = ev["open"] & (ev["furthest"] == i)
+        if lo is not None or hi is not None:
+            adv = adv & _in_window(ev["advance"][:, i], lo, hi)
+            drop = drop & _in_window(ev["close"], lo, hi)
+            if hi is not None:
+                entered = np.fmin.reduce(ev["entry"][:, i:], axis=1)
+                still = still & ~(entered > _days([hi])[0])
+            reached = adv | drop | still
+        rows.append(
+            {
+                "stage": stage,
+                "next_stage": stages[i + 1] if i + 1 < len(stages) else "won",
+                "reached": int(reached.sum()),
+                "advanced": int(adv.sum()),
+                "dropped": int(drop.sum()),
+                "still_open": int(still.sum()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    decided = out["advanced"] + out["dropped"]
+    low, high = wilson_interval(out["advanced"], decided)
+    out["conversion"] = out["advanced"] / decided.where(decided > 0)
+    out["ci_low"], out["ci_high"] = low, high
+    first = out["reached"].iloc[0]
+    out["reached_share"] = out["reached"] / first if first else np.nan
+    out.attrs["no_history"] = ev["no_history"]
+    return out
+
+
+@memoized(copy=False)
+def _visits(ds: Dataset, ts: pd.Timestamp) -> pd.DataFrame:
+    """One row per visit of an open stage: duration in days and whether it ended."""
+    hist = _require_history(ds, "Time in stage")
+    stages = ds.stages
+    order = {s: i for i, s in enumerate(stages.order)}
+    h = hist[["opportunity_id", "stage", "entered_at"]].assign(
+        _o=hist["stage"].map(order).fillna(len(order))
+    )
+    h = h.sort_values(["opportunity_id", "entered_at", "_o"], kind="stable")
+    nxt = h.groupby("opportunity_id", sort=False)["entered_at"].shift(-1)
+    h = h.assign(next_at=nxt)
+    h = h[h["stage"].isin(stages.open)]
+    opps = ds.opportunities.set_index("opportunity_id")
+    status = h["opportunity_id"].map(opps["status"])
+    close = h["opportunity_id"].map(opps["close_date"])
+    is_open = status.eq(schema.OPEN) | status.isna()
+    end = h["next_at"].where(h["next_at"].notna(), close.where(~is_open))
+    observed = end.notna()
+    end = end.where(observed, ts)
+    duration = (end - h["entered_at"]).dt.days.astype("float64")
+    out = pd.DataFrame(
+        {
+            "opportunity_id": h["opportunity_id"].to_numpy(),
+            "stage": h["stage"].to_numpy(),
+            "entered_at": h["entered_at"].to_numpy(),
+            "days": duration.to_numpy(),
+            "ended": observed.to_numpy(),
+        }
+    )
+    return out[out["days"] >= 0].reset_index(drop=True)
+
+
+def _km_row(days: np.ndarray, ended: np.ndarray) -> dict:
+    q = km_quantiles(days, ended, quantiles=(0.5, 0.75, 0.9)) if len(days) else np.full(3, np.nan)
+    return {
+        "visits": len(days),
+        "completed": int(ended.sum()),
+        "in_progress": int((~ended).sum()),
+        "median_days": q[0],
+        "p75_days": q[1],
+        "p90_days": q[2],
+    }
+
+
+@memoized(dates=("as_of", "start", "end"))
+def compute_stage_durations(ds: Dataset, *, as_of, start=None, end=None) -> pd.DataFrame:
+    """Time in stage (median, p75, p90 days) with open deals treated as censored.
+
+    A **visit** of a stage runs from its ``entered_at`` to the next stage-history row of
+    the same deal (or the deal's close date when the history stops earlier). Visits of
+    deals still open on ``as_of`` are **censored**: they are known to have lasted at
+    least ``as_of - entered_at`` days. Quantiles come from the Kaplan–Meier curve of each
+    stage (:func:`pipeline_lib.stats.km_quantiles`); a quantile the curve never reaches
+    (too many visits still in progress) is missing. Revisits count as separate visits.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Needs ``stage_history``.
+    as_of : str, date or Timestamp
+    start, end : date-like, optional
+        Only visits that began in this inclusive window.
+
+    Returns
+    -------
+    DataFrame
+        One row per open stage: ``stage, visits, completed, in_progress, median_days,
+        p75_days, p90_days``.
+
+    Raises
+    ------
+    InsufficientDataError
+        Without a stage history.
+
+    Examples
+    --------
+    >>> compute_stage_durations(ds, as_of="2025-12-31")  # doctest: +SKIP
+    """
+    ds, ts = _snap(ds, as_of)
+    lo, hi = _bounds(start, end, ts)
+    v = _visits(ds, ts)
+    v = v[_in_window(_days(v["entered_at"]), lo, hi)]
+    rows = []
+    for stage in ds.stages.open:
+        sub = v[v["stage"] == stage]
+        rows.append({"stage": stage, **_km_row(sub["days"].to_numpy(), sub["ended"].to_numpy())})
+    return pd.DataFrame(rows)
+
+
+def _km_median_weighted(t: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Kaplan–Meier medians of many weighted samples at once (rows of ``w``)."""
+    order = np.argsort(t, kind="stable")
+    t, e, w = t[order], e[order], w[:, order]
+    times, first = np.unique(t, return_index=True)
+    at_time = np.add.reduceat(w, first, axis=1)
+    events = np.add.reduceat(w * e, first, axis=1)
+    at_risk = np.cumsum(at_time[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        surv = np.cumprod(1.0 - np.where(at_risk > 0, events / at_risk, 0.0), axis=1)
+    hit = surv <= 0.5 + 1e-12
+    idx = hit.argmax(axis=1)
+    return np.where(hit.any(axis=1), times[idx], np.nan)
+
+
+def _boot_median_diff(a, ea, b, eb, n_boot, rng) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the difference of KM medians (b - a)."""
+    if len(a) < 5 or len(b) < 5 or n_boot <= 0:
+        return np.nan, np.nan
+    wa = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=n_boot).astype(float)
+    wb = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=n_boot).astype(float)
+    diffs = _km_median_weighted(b, eb.astype(float), wb) - _km_median_weighted(
+        a, ea.astype(float), wa
+    )
+    diffs = diffs[~np.isnan(diffs)]
+    if len(diffs) < n_boot / 2:
+        return np.nan, np.nan
+    return float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))
+
+
+@memoized()
+def compute_bottlenecks(
+    ds: Dataset,
+    *,
+    as_of,
+    period: str = "quarter",
+    comparison: str = "previous",
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Stages whose conversion fell or whose time in stage rose against the comparison window.
+
+    Conversion per window follows :func:`compute_stage_conversion` (deals that left the
+    stage inside the window); its change has a 95 % Newcombe interval. Median days in
+    stage per window follow :func:`compute_stage_durations` (visits that began in the
+    window, open ones censored); the change has a 95 % percentile-bootstrap interval
+    (``n_boot`` resamples, fixed ``seed``). A stage is a **bottleneck** when conversion
+    fell (interval below 0) or the median rose (interval above 0). ``severity`` is the
+    larger of the two changes in standard errors (conversion drop, duration rise) and
+    orders the rows.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Needs ``stage_history``.
+    as_of : str, date or Timestamp
+    period : {"month", "quarter", "year"}, default "quarter"
+    comparison : {"previous", "year_ago"}, default "previous"
+    n_boot : int, default 200
+        Bootstrap resamples for the duration interval (0 disables it).
+    seed : int, default 0
+
+    Returns
+    -------
+    DataFrame
+        One row per open stage: ``stage, conversion_before, conversion_now,
+        conversion_change, conversion_change_low, conversion_change_high, decided_before,
+        decided_now, median_days_before, median_days_now, median_days_change,
+        median_days_change_low, median_days_change_high, visits_before, visits_now,
+        bottleneck, severity``; ``attrs`` hold the window labels.
+
+    Raises
+    ------
+    InsufficientDataError
+        Without a stage history.
+    ValueError
+        For a bad ``period`` or ``comparison``.
+    """
+    ds, ts = _snap(ds, as_of)
+    _require_history(ds, "Bottlenecks")
+    w = _windows(ts, period, comparison)
+    conv = {
+        k: compute_stage_conversion(ds, as_of=ts, start=w[f"{k}_start"], end=w[f"{k}_end"])
+        for k in ("cmp", "cur")
+    }
+    visits = _visits(ds, ts)
+    vdays = _days(visits["entered_at"])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, stage in enumerate(ds.stages.open):
+        c0, c1 = conv["cmp"].iloc[i], conv["cur"].iloc[i]
+        n0, n1 = int(c0["advanced"] + c0["dropped"]), int(c1["advanced"] + c1["dropped"])
+        low, high = proportion_diff_interval(c0["advanced"], n0, c1["advanced"], n1)
+        sub = visits["stage"].to_numpy() == stage
+        a_mask = sub & _in_window(vdays, w["cmp_start"], w["cmp_end"])
+        b_mask = sub & _in_window(vdays, w["cur_start"], w["cur_end"])
+        a, ea = visits["days"].to_numpy()[a_mask], visits["ended"].to_numpy()[a_mask]
+        b, eb = visits["days"].to_numpy()[b_mask], visits["ended"].to_numpy()[b_mask]
+        m0 = km_quantiles(a, ea, quantiles=(0.5,))[0] if len(a) else np.nan
+        m1 = km_quantiles(b, eb, quantiles=(0.5,))[0] if len(b) else np.nan
+        dlow, dhigh = _boot_median_diff(a, ea, b, eb, n_boot, rng)
+        rows.append(
+            {
+                "stage": stage,
+                "conversion_before": c0["conversion"],
+                "conversion_now": c1["conversion"],
+                "conversion_change": c1["conversion"] - c0["conversion"],
+                "conversion_change_low": low,
+                "conversion_change_high": high,
+                "decided_before": n0,
+                "decided_now": n1,
+                "median_days_before": m0,
+                "median_days_now": m1,
+                "median_days_change": m1 - m0,
+                "median_days_change_low": dlow,
+                "median_days_change_high": dhigh,
+                "visits_before": int(a_mask.sum()),
+                "visits_now": int(b_mask.sum()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    conv_se = (out["conversion_change_high"] - out["conversion_change_low"]) / (2 * _Z95)
+    dur_se = (out["median_days_change_high"] - out["median_days_change_low"]) / (2 * _Z95)
+    z_conv = (-out["conversion_change"] / conv_se.where(conv_se > 0)).fillna(0.0)
+    z_dur = (out["median_days_change"] / dur_se.where(dur_se > 0)).fillna(0.0)
+    out["bottleneck"] = (out["conversion_change_high"] < 0) | (out["median_days_change_low"] > 0)
+    out["severity"] = np.maximum(z_conv, z_dur)
+    out = out.sort_values("severity", ascending=False, ignore_index=True)
+    out.attrs.update(current=str(w["current"]), comparison=str(w["comparison"]))
+    return out
+
+
+@memoized()
+def compute_stalled_deals(ds: Dataset, *, as_of, quantile: float = 0.9) -> pd.DataFrame:
+    """Open deals longer in their current stage than ``quantile`` of that stage's visits.
+
+    The threshold per stage is the Kaplan–Meier ``quantile`` (p90 by default) of all
+    visits of the stage up to ``as_of`` (:func:`compute_stage_durations`). A deal is
+    **stalled** when ``as_of - entered_at`` of its current stage exceeds it. Stages whose
+    p90 cannot be estimated (too many visits in progress) flag nothing.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Needs ``stage_history``.
+    as_of : str, date or Timestamp
+    quantile : float, default 0.9
+        In (0, 1).
+
+    Returns
+    -------
+    DataFrame
+        One row per stalled deal, largest amount first: ``opportunity_id, name, owner,
+        team, product, stage, amount, entered_stage, days_in_stage, stage_threshold_days,
+        days_over, expected_close`` (columns the opportunities lack are left out).
+
+    Raises
+    ------
+    InsufficientDataError
+        Without a stage history.
+    ValueError
+        When ``quantile`` is not in (0, 1).
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile={quantile!r} must lie between 0 and 1")
+    ds, ts = _snap(ds, as_of)
+    _require_history(ds, "Stalled deals")
+    v = _visits(ds, ts)
+    thresholds = {
+        s: km_quantiles(g["days"].to_numpy(), g["ended"].to_numpy(), quantiles=(quantile,))[0]
+        for s, g in v.groupby("stage")
+    }
+    current = v[~v["ended"]].drop_duplicates("opportunity_id", keep="last")
+    current = current.assign(
+        threshold=pd.to_numeric(current["stage"].map(thresholds), errors="coerce")
+    )
+    stalled = current[current["days"] > current["threshold"]]
+    info = [
+        c for c in ("opportunity_id", "name", "owner", "team", "product") if c in ds.opportunities
+    ]
+    opps = ds.opportunities[ds.opportunities["status"].eq(schema.OPEN)]
+    out = opps[[*info, "stage", "amount", "close_date"]].merge(
+        stalled[["opportunity_id", "entered_at", "days", "threshold"]],
+        on="opportunity_id",
+        how="inner",
+    )
+    out = out.rename(
+        columns={
+            "entered_at": "entered_stage",
+            "days": "days_in_stage",
+            "threshold": "stage_threshold_days",
+            "close_date": "expected_close",
+        }
+    )
+    out["days_in_stage"] = out["days_in_stage"].astype("int64")
+    out["days_over"] = out["days_in_stage"] - out["stage_threshold_days"]
+    cols = [*info, "stage", "amount", "entered_stage", "days_in_stage", "stage_threshold_days"]
+    out = out[[*cols, "days_over", "expected_close"]]
+    return out.sort_values(["amount", "days_over"], ascending=False, ignore_index=True)
