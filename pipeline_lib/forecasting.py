@@ -665,7 +665,7 @@ def compute_bookings_forecast(
         n_jobs=n_jobs, prefer="threads", return_as="generator_unordered" if streams else "list"
     )
     results = []
-    with tqdm(total=len(tasks), desc="Forecasting", disable=not progress) as bar:
+    with tqdm(total=len(tasks), desc="Forecasting", disable=not progress, leave=False) as bar:
         for res in run(calls):
             results.append(res)
             bar.update(1)

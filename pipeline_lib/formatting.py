@@ -56,6 +56,9 @@ def style_table(
     text = [c for c in shown.columns if c not in formats and c not in percent]
     if text:
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    dates = [c for c in shown.columns if pd.api.types.is_datetime64_any_dtype(shown[c].dtype)]
+    if dates:  # a date never breaks at its hyphens
+        styler = styler.set_properties(subset=dates, **{"white-space": "nowrap"})
     styler = styler.set_table_styles(
         [
             {"selector": "th", "props": "text-align: left; padding: 4px 8px;"},
