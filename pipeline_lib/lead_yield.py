@@ -20,8 +20,6 @@ cohort is not mistaken for a bad one.
 
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +28,7 @@ import pandas as pd
 from . import schema
 from .dataset import Dataset, to_timestamp
 from .errors import InsufficientDataError
+from .memo import memoized
 from .stats import kaplan_meier, wilson_interval
 
 __all__ = [
@@ -106,28 +105,12 @@ def _require_leads(ds: Dataset) -> pd.DataFrame:
     return leads
 
 
-#: Recent per-lead tables, keyed by the identity of the frames they were built from (the
-#: tables of a Dataset are never modified in place, so identity is a safe key; weak
-#: references make sure a key is never reused by a new frame at the same address).
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 4
-
-
+@memoized(copy=False)
 def _build(dataset: Dataset, as_of) -> _Leads:
-    """Per-lead frame (cached): see :func:`_build_uncached`."""
+    """Per-lead frame of ``dataset`` as known on ``as_of``, shared by every section (its
+    callers never modify it): see :func:`_build_uncached`."""
     ds, ts = _snapshot(dataset, as_of)
-    leads = _require_leads(ds)
-    opps = ds.opportunities
-    key = (id(leads), id(opps), ts, ds.milestones)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is leads and hit[1]() is opps:
-        _CACHE.move_to_end(key)
-        return hit[2]
-    built = _build_uncached(ds, ts, leads)
-    _CACHE[key] = (weakref.ref(leads), weakref.ref(opps), built)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return built
+    return _build_uncached(ds, ts, _require_leads(ds))
 
 
 def _build_uncached(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Leads:

@@ -552,7 +552,7 @@ def test_no_open_deal_means_no_stalled_deal():
 
 
 def test_repeated_calls_on_the_same_dataset_reuse_the_result_as_copies():
-    from pipeline_lib.trend_review import _memo
+    from pipeline_lib import memo as _memo
 
     ds = make_ds(SKIP_OPPS, SKIP_HIST)
     first = tr.compute_stage_conversion(ds, as_of="2024-12-31")
@@ -580,7 +580,7 @@ def test_memo_tells_datasets_apart_by_their_tables_and_stages():
 
 
 def test_findings_share_their_analyses_with_the_sections(small_demo):
-    from pipeline_lib.trend_review import _memo
+    from pipeline_lib import memo as _memo
 
     ds = dataset.load_dataset(small_demo, as_of="2025-12-31")
     tr.compute_findings(ds, as_of="2025-12-31")
@@ -595,7 +595,7 @@ def test_memo_is_bounded_and_keeps_no_dataset_alive(monkeypatch):
     import gc
     import weakref
 
-    from pipeline_lib.trend_review import _memo
+    from pipeline_lib import memo as _memo
 
     monkeypatch.setattr(_memo, "_SIZE", 3)
     ds = make_ds(FLOW_OPPS, FLOW_HIST)

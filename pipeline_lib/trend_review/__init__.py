@@ -20,7 +20,7 @@ Vocabulary used throughout
   without it; everything else works from the opportunities alone.
 
 Repeated calls on the same Dataset object with the same arguments reuse the first
-result (a small private memo, :mod:`pipeline_lib.trend_review._memo`): the findings and
+result (the shared memo, :mod:`pipeline_lib.memo`): the findings and
 the sections of the trend-review notebook share their analyses. Results are copies, so
 changing one never changes another.
 

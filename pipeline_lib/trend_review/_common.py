@@ -13,7 +13,7 @@ from scipy import stats as st
 from .. import schema
 from ..dataset import Dataset, to_timestamp
 from ..errors import InsufficientDataError
-from ._memo import memoized
+from ..memo import memoized
 
 __all__ = ["PERIODS", "COMPARISONS", "STAGE_HISTORY_ANALYSES", "compute_review_windows"]
 

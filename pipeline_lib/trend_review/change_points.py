@@ -9,9 +9,9 @@ from scipy import stats as st
 
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import benjamini_hochberg
 from ._common import PERIODS, _check_choice, _no_closed, _segments, _snap
-from ._memo import memoized
 from .trends import _period_frame, _won_deals
 
 __all__ = ["compute_change_points"]

@@ -9,6 +9,7 @@ from scipy import stats as st
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import benjamini_hochberg, proportion_diff_interval
 from ._common import (
     _Z95,
@@ -19,7 +20,6 @@ from ._common import (
     _window_closed,
     _wins_by,
 )
-from ._memo import memoized
 
 __all__ = ["compute_period_comparison", "compute_segment_changes"]
 

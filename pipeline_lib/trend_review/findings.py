@@ -11,8 +11,8 @@ from scipy import stats as st
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ._common import _snap, _windows
-from ._memo import memoized
 from .change_points import compute_change_points
 from .comparisons import compute_segment_changes
 from .lost_reasons import compute_lost_reason_trends

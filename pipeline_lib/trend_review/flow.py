@@ -11,6 +11,7 @@ import pandas as pd
 from .. import schema
 from ..dataset import Dataset, to_timestamp
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import (
     PERIODS,
@@ -22,7 +23,6 @@ from ._common import (
     _require_history,
     _snap,
 )
-from ._memo import memoized
 
 __all__ = ["compute_pipeline_flow", "compute_pushed_deals", "compute_push_rate"]
 

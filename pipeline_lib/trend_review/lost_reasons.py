@@ -9,9 +9,9 @@ from scipy import stats as st
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import benjamini_hochberg, wilson_interval
 from ._common import PERIODS, _check_choice, _snap
-from ._memo import memoized
 
 __all__ = ["compute_lost_reasons", "compute_lost_reason_trends"]
 

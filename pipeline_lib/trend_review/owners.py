@@ -10,9 +10,9 @@ from scipy import stats as st
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import _closed, _snap
-from ._memo import memoized
 
 __all__ = ["compute_owner_performance"]
 

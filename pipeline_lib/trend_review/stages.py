@@ -11,9 +11,9 @@ import pandas as pd
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import km_quantiles, proportion_diff_interval, wilson_interval
 from ._common import _Z95, _bounds, _days, _in_window, _member, _require_history, _snap, _windows
-from ._memo import memoized
 
 __all__ = [
     "compute_stage_conversion",

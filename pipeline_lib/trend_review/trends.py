@@ -6,9 +6,9 @@ import pandas as pd
 
 from .. import schema
 from ..dataset import Dataset
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import PERIODS, _check_choice, _closed, _cycle_days, _no_closed, _segments, _snap
-from ._memo import memoized
 
 __all__ = ["compute_trends"]
 

@@ -10,6 +10,7 @@ import pandas as pd
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import benjamini_hochberg, proportion_diff_interval
 from ._common import (
     _closed,
@@ -21,7 +22,6 @@ from ._common import (
     _window_closed,
     _wins_by,
 )
-from ._memo import memoized
 
 __all__ = ["compute_what_worked", "compute_simpsons_check"]
 

@@ -1,19 +1,17 @@
 """Sections of the sales-forecast notebook (``03_sales_forecast``).
 
 The win model and the bookings forecast are each fitted once per (dataset, options) and
-shared by the sections that need them (a small cache keyed by the Dataset object).
+shared by the sections that need them (:mod:`pipeline_lib.memo`).
 """
 
 from __future__ import annotations
-
-import weakref
-from collections import OrderedDict
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from .. import forecasting, formatting, plotting, scoring
 from ..dataset import Dataset
+from ..memo import memoized
 
 __all__ = [
     "bookings_forecast",
@@ -23,8 +21,6 @@ __all__ = [
     "model_quality",
 ]
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 12
 _METHOD_LABELS = {
     "prophet": "Prophet",
     "seasonal_naive": "seasonal naive",
@@ -32,38 +28,19 @@ _METHOD_LABELS = {
 }
 
 
-def _cached(kind: str, ds: Dataset, options: dict, compute):
-    """``compute()`` once per (kind, dataset object, options)."""
-    key = (kind, id(ds), tuple(sorted((k, repr(v)) for k, v in options.items())))
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is ds:
-        _CACHE.move_to_end(key)
-        return hit[1]
-    value = compute()
-    _CACHE[key] = (weakref.ref(ds), value)
-    while len(_CACHE) > _CACHE_SIZE:
-        _CACHE.popitem(last=False)
-    return value
-
-
+@memoized(copy=False)
 def _model(ds: Dataset, as_of) -> scoring.WinModel:
-    ts = pd.Timestamp(as_of)
-    return _cached("model", ds, {"as_of": ts}, lambda: scoring.fit_win_model(ds, as_of=ts))
+    return scoring.fit_win_model(ds, as_of=as_of)
 
 
+@memoized()
 def _scored(ds: Dataset, as_of) -> pd.DataFrame:
-    ts = pd.Timestamp(as_of)
-    return _cached(
-        "scored",
-        ds,
-        {"as_of": ts},
-        lambda: scoring.score_open_deals(ds, as_of=ts, model=_model(ds, ts)),
-    )
+    return scoring.score_open_deals(ds, as_of=as_of, model=_model(ds, as_of))
 
 
+@memoized(copy=False)
 def _bookings(ds: Dataset, as_of, **options) -> forecasting.BookingsForecast:
-    opts = {"as_of": pd.Timestamp(as_of), **options}
-    return _cached("bookings", ds, opts, lambda: forecasting.compute_bookings_forecast(ds, **opts))
+    return forecasting.compute_bookings_forecast(ds, as_of=as_of, **options)
 
 
 def _money(value: float, currency: str = "") -> str:

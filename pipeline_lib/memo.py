@@ -1,20 +1,21 @@
-"""A small, bounded memo of trend-review analyses run on the same Dataset (private).
+"""A small, bounded memo of analyses run on the same Dataset.
 
-The dashboard renders every section of the trend review after a filter change, and
-:func:`~pipeline_lib.trend_review.compute_findings` runs most of the analyses that the
-later sections show again (and several analyses share the same building blocks: stage
-visits, per-period counts, snapshots). A :class:`~pipeline_lib.dataset.Dataset` is a
-frozen dataclass whose tables are never modified in place, so an analysis of the *same
-table objects* with the same arguments gives the same answer: it is kept here.
+A dashboard re-renders every section after a filter change, and sections share their
+building blocks (the trend review's findings run most of the analyses later sections
+show; the forecast's sections share one fitted model and one back-test; the lead-yield
+sections share one per-lead table). A :class:`~pipeline_lib.dataset.Dataset` is a frozen
+dataclass whose tables are never modified in place, so an analysis of the *same table
+objects* with the same arguments gives the same answer: :func:`memoized` keeps it.
 
-- The key holds the identity (``id``) of the tables and stage config the analysis reads,
-  the Dataset's ``as_of`` and ``base_currency``, and every argument (defaults applied,
-  dates normalised, lists as tuples). Unhashable arguments skip the memo.
+- The key holds the identity (``id``) of every table and the stage config of the
+  Dataset, its ``as_of``, ``base_currency`` and lead milestones, and every argument
+  (defaults applied, dates normalised, lists as tuples). Unhashable arguments skip the
+  memo.
 - An entry keeps only *weak* references to those tables and checks them on every hit,
   so it never keeps a dataset alive and an ``id`` reused by a new table never matches.
-- Public functions hand out a copy (``DataFrame.copy()``; ``attrs`` included), so a
-  caller may change its result freely. Private helpers share their result: their callers
-  in this package never modify it.
+- With ``copy=True`` (public functions returning frames) callers get
+  ``result.copy()`` (``attrs`` included) and may change it freely; ``copy=False`` shares
+  the result with callers that never modify it.
 - At most :data:`_SIZE` entries, least recently used dropped first; errors are not kept.
 """
 
@@ -28,7 +29,9 @@ from collections import OrderedDict
 
 import pandas as pd
 
-from ..dataset import Dataset, to_timestamp
+from .dataset import Dataset, to_timestamp
+
+__all__ = ["clear", "memoized"]
 
 #: Most entries kept (the full trend review of one Dataset makes about 30).
 _SIZE = 128
@@ -47,14 +50,17 @@ def clear() -> None:
 def _sources(first) -> tuple[tuple, tuple] | None:
     """(objects compared by identity, plain values) the result depends on, or None."""
     if isinstance(first, Dataset):
-        objs = (first.opportunities, first.stage_history, first.stages)
-        return objs, (first.as_of, first.base_currency)
+        names = sorted(first.tables)
+        objs = (*(first.tables[n] for n in names), first.stages)
+        return objs, (tuple(names), first.as_of, first.base_currency, first.milestones)
     if isinstance(first, pd.DataFrame):
         return (first,), ()
     return None
 
 
 def _freeze(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, set | frozenset):
