@@ -31,7 +31,7 @@ run: $(STAMP) demo
 
 # Voila settings: notebooks/voila.json. PARAMS is injected into every dashboard.
 dashboards: $(STAMP) demo
-	$(BIN)/python -m pipeline_lib.dashboards --params $(PARAMS)
+	$(BIN)/python -m pipeline_lib dashboards --params $(PARAMS)
 
 lab: $(STAMP) demo
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(CURDIR) --ServerApp.ip=127.0.0.1

@@ -1,11 +1,11 @@
 """Command line: ``pipeline-workbench`` / ``python -m pipeline_lib``.
 
-A thin argparse layer over :func:`pipeline_lib.report.run_reports` and
-:func:`pipeline_lib.demo.ensure_demo`. Exit codes: 0 success, 1 a notebook failed or
-timed out, 2 a usage or configuration error (printed as ``error: <message>``, no
-traceback), 3 another run holds the lock of the reports folder, 130 interrupted
-(Ctrl-C or SIGTERM). Paths given on the command line are taken relative to the
-current directory.
+A thin argparse layer over :func:`pipeline_lib.report.run_reports`,
+:func:`pipeline_lib.demo.ensure_demo` and :func:`pipeline_lib.dashboards.serve`.
+Exit codes: 0 success, 1 a notebook failed or timed out, 2 a usage or configuration
+error (printed as ``error: <message>``, no traceback), 3 another run holds the lock of
+the reports folder, 130 interrupted (Ctrl-C or SIGTERM). Paths given on the command
+line are taken relative to the current directory.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from . import config
+from . import config, dashboards
 from .errors import PipelineError, RunLockedError
 from .publishing import DEFAULT_KEEP, latest_target
 
@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="regenerate even when the existing data is current (default: off)",
     )
     demo.set_defaults(handler=_cmd_demo)
+
+    serve = commands.add_parser(
+        "dashboards",
+        help="serve the published notebooks as Voila dashboards",
+        description=dashboards.DESCRIPTION + " Exit status: Voila's; 2 error.",
+    )
+    dashboards.add_arguments(serve)
+    serve.set_defaults(handler=_cmd_dashboards)
     return parser
 
 
@@ -291,6 +299,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     else:
         print(f"demo data in {args.out} is current (use --force to regenerate)")
     return 0
+
+
+def _cmd_dashboards(args: argparse.Namespace) -> int:
+    from .dashboards import serve
+
+    return serve(params_path=args.params, port=args.port, ip=args.ip, staging_dir=args.staging_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

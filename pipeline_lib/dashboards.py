@@ -29,6 +29,7 @@ __all__ = [
     "published_notebooks",
     "stage_dashboards",
     "voila_command",
+    "serve",
     "main",
 ]
 
@@ -155,16 +156,38 @@ def dashboard_env(environ=None) -> dict:
     return env
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipeline_lib.dashboards``: stage the published notebooks and serve them."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline_lib.dashboards",
-        description=(
-            "Serve the published notebooks as Voila dashboards (settings in "
-            "notebooks/voila.json: localhost only, no sources, no template override, "
-            "preheated kernels, idle kernels culled)."
-        ),
-    )
+def serve(
+    *,
+    params_path: str | Path | None = None,
+    port: int | None = None,
+    ip: str | None = None,
+    staging_dir: str | Path = STAGING_DIR,
+) -> int:
+    """Stage the published notebooks and serve them with Voila until stopped.
+
+    Returns
+    -------
+    int
+        Voila's exit status (0 after Ctrl-C).
+
+    Raises
+    ------
+    ReportError
+        When there is nothing to serve, the parameter file is invalid or the Voila
+        settings file is missing.
+    """
+    staged = stage_dashboards(staging_dir, params_path=params_path)
+    command = voila_command(staging_dir, port=port, ip=ip)
+    names = ", ".join(p.stem for p in staged)
+    print(f"serving {len(staged)} dashboard(s): {names}", file=sys.stderr)
+    try:
+        return subprocess.call(command, env=dashboard_env())
+    except KeyboardInterrupt:
+        return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``dashboards`` (shared by this module and :mod:`pipeline_lib.cli`)."""
     parser.add_argument("--params", help="parameter file injected into every dashboard")
     parser.add_argument("--port", type=int, help="port (default from voila.json: 8866)")
     parser.add_argument(
@@ -173,19 +196,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--staging-dir", default=str(STAGING_DIR), help=f"served folder (default {STAGING_DIR})"
     )
+
+
+DESCRIPTION = (
+    "Serve the published notebooks as Voila dashboards (settings in notebooks/voila.json: "
+    "localhost only, no sources, no template override, preheated kernels, idle kernels "
+    "culled)."
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pipeline_lib.dashboards``: stage the published notebooks and serve them."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline_lib.dashboards", description=DESCRIPTION
+    )
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        staged = stage_dashboards(args.staging_dir, params_path=args.params)
-        command = voila_command(args.staging_dir, port=args.port, ip=args.ip)
+        return serve(
+            params_path=args.params, port=args.port, ip=args.ip, staging_dir=args.staging_dir
+        )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = ", ".join(p.stem for p in staged)
-    print(f"serving {len(staged)} dashboard(s): {names}", file=sys.stderr)
-    try:
-        return subprocess.call(command, env=dashboard_env())
-    except KeyboardInterrupt:
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -170,6 +170,7 @@ def test_usage_errors_exit_2(argv, capsys):
             ],
         ),
         ("demo", ["--out", "--n-opportunities", "--seed", "--force"]),
+        ("dashboards", ["--params", "--port", "--ip", "--staging-dir"]),
     ],
 )
 def test_help_documents_every_option(command, options, capsys):
@@ -287,3 +288,12 @@ def test_sigterm_stops_the_run_kills_the_kernel_and_publishes_nothing(project):
         time.sleep(0.1)
     else:
         pytest.fail(f"kernel {kernel_pid} still alive after the run was stopped")
+
+
+def test_dashboards_command_reports_a_bad_parameter_file(tmp_path, capsys):
+    code = main(
+        ["dashboards", "--params", str(tmp_path / "missing.yaml"), "--staging-dir", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: parameters file not found" in err and "Traceback" not in err
