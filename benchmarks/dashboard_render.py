@@ -23,16 +23,6 @@ from playwright.sync_api import sync_playwright
 
 from pipeline_lib import dashboards
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STATUS = "document.querySelector('.pw-filter-status')"
 
 
@@ -41,7 +31,9 @@ def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8866")
     args = parser.parse_args()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        browser = p.chromium.launch(
+            executable_path=str(dashboards.CHROMIUM), args=list(dashboards.CHROMIUM_FLAGS)
+        )
         for nb in dashboards.published_notebooks():
             cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
             sections = sum("".join(c["source"]).count("bar.show(") for c in cells)

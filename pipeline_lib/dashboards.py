@@ -25,6 +25,8 @@ from . import config
 from .errors import ReportError
 
 __all__ = [
+    "CHROMIUM",
+    "CHROMIUM_FLAGS",
     "VOILA_CONFIG",
     "published_notebooks",
     "stage_dashboards",
@@ -35,6 +37,19 @@ __all__ = [
 
 #: The Voila settings file kept in the repository.
 VOILA_CONFIG = config.NOTEBOOKS_DIR / "voila.json"
+#: Debian's Chromium and the flags that keep it headless and off the network; the browser
+#: tests and ``benchmarks/dashboard_render.py`` drive it through Playwright with these.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 #: Where :func:`stage_dashboards` puts the served copies by default.
 STAGING_DIR = config.PROJECT_ROOT / "build" / "dashboards"
 

@@ -19,17 +19,6 @@ import yaml
 
 from pipeline_lib import config, dashboards
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = config.PROJECT_ROOT / "build" / "test-artifacts" / "dashboards"
 
 
@@ -115,7 +104,7 @@ def _get(url: str) -> tuple[int, str]:
 def server(small_demo, tmp_path_factory):
     """Voila on a free port, serving the published notebooks (plus an unpublished one left
     in the source folder) with the CI parameters pointed at the small demo."""
-    if not CHROMIUM.exists():
+    if not dashboards.CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail("Debian's chromium is missing: .ci/run must apt-get install chromium")
         pytest.skip("needs Debian's chromium at /usr/bin/chromium")
@@ -165,7 +154,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        b = p.chromium.launch(
+            executable_path=str(dashboards.CHROMIUM), args=list(dashboards.CHROMIUM_FLAGS)
+        )
         yield b
         b.close()
 
