@@ -10,7 +10,7 @@ import yaml
 from pipeline_lib.config import PROJECT_ROOT
 
 # pip name -> conda-forge name, where they differ
-_CONDA_NAME: dict[str, str] = {}
+_CONDA_NAME: dict[str, str] = {"duckdb": "python-duckdb"}
 
 
 def _split(spec: str) -> tuple[str, str]:
