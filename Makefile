@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PARAMS ?= notebooks/params/default.yaml
 
-.PHONY: run test demo dashboards lab lint format clean help
+.PHONY: run test demo dashboards lab lint format clean help bench
 
 help:
 	@echo "make run    create the environment if needed, build the demo data, run the full report"
@@ -14,6 +14,7 @@ help:
 	@echo "make dashboards  serve the published notebooks with Voila on http://127.0.0.1:8866"
 	@echo "make lab    open JupyterLab on the project (analysts)"
 	@echo "make lint   ruff check + format check"
+	@echo "make bench  benchmarks (10k/100k/1M, 3 repeats; BENCH_ARGS='--scales 10k --repeat 1' for a subset)"
 
 # The environment is rebuilt when missing, broken, or older than pyproject.toml.
 $(STAMP): pyproject.toml
@@ -38,6 +39,12 @@ lab: $(STAMP) demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile
+
+# Benchmarks of issue 8 (not part of make test): results in benchmarks/results.json and
+# benchmarks/README.md. `python benchmarks/run.py --help` lists the options.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_lib tests notebooks

@@ -1,11 +1,13 @@
 """Command line: ``pipeline-workbench`` / ``python -m pipeline_lib``.
 
 A thin argparse layer over :func:`pipeline_lib.report.run_reports`,
-:func:`pipeline_lib.demo.ensure_demo` and :func:`pipeline_lib.dashboards.serve`.
+:func:`pipeline_lib.demo.ensure_demo`, :func:`pipeline_lib.dashboards.serve` and
+:func:`pipeline_lib.exports.write_load_tables`.
 Exit codes: 0 success, 1 a notebook failed or timed out, 2 a usage or configuration
 error (printed as ``error: <message>``, no traceback), 3 another run holds the lock of
-the reports folder, 130 interrupted (Ctrl-C or SIGTERM). Paths given on the command
-line are taken relative to the current directory.
+the reports folder, 4 the reports folder cannot be written (disk full, read-only, no
+permission: the message says which and what to do), 130 interrupted (Ctrl-C or
+SIGTERM). Paths given on the command line are taken relative to the current directory.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from . import config, dashboards
 from .errors import PipelineError, RunLockedError
-from .publishing import DEFAULT_KEEP, latest_target
+from .publishing import DEFAULT_KEEP, ReportWriteError, latest_target
 
 __all__ = ["build_parser", "main"]
 
@@ -33,6 +35,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
+EXIT_UNWRITABLE = 4
 EXIT_INTERRUPTED = 130
 
 _EXIT_CODES = """\
@@ -44,6 +47,9 @@ exit status:
        parameter); nothing ran
   3    another run holds the lock of REPORTS_DIR (its pid and start time are printed);
        nothing ran
+  4    REPORTS_DIR cannot be written (disk full, quota, file size limit, read-only, no
+       permission), before or during the run: kernels killed, the unfinished run
+       removed, latest unchanged; the message says what happened and what to do
   130  interrupted (Ctrl-C or SIGTERM): kernels killed, no run folder kept, latest unchanged
 """
 
@@ -236,6 +242,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboards.add_arguments(serve)
     serve.set_defaults(handler=_cmd_dashboards)
+
+    export = commands.add_parser(
+        "export",
+        help="write the load's rejects and warnings (and the opportunities) as .xlsx or .csv",
+        description=textwrap.fill(
+            "Load a source config as known on --as-of and write what the data-quality "
+            "report accounts for: rows read/loaded/rejected per table (counts), every "
+            "rejected row with its file, row, column and reason (rejects), every loaded "
+            "row with a data-quality warning (warnings) and, with --table opportunities, "
+            "the canonical opportunities as loaded. The extension of --out picks the "
+            "format: .xlsx writes one workbook with a sheet per table; .csv writes OUT "
+            "itself for one table, else OUT_STEM_<table>.csv beside it. Cells a "
+            "spreadsheet would run as formulas (starting with = + - @) are written with "
+            "a leading ' (see pipeline_lib.exports). Exit status: 0 written; 2 usage, "
+            "configuration or data error; 4 the output cannot be written.",
+            width=88,
+            break_on_hyphens=False,
+        ),
+        formatter_class=raw,
+    )
+    export.add_argument(
+        "--source",
+        type=_user_path,
+        default=config.DEFAULT_SOURCE,
+        metavar="PATH",
+        help="source config YAML (default: %(default)s)",
+    )
+    export.add_argument(
+        "--as-of",
+        required=True,
+        metavar="DATE",
+        help="the data as known at the end of this day, e.g. 2025-12-31 (required)",
+    )
+    export.add_argument(
+        "--out",
+        type=_user_path,
+        required=True,
+        metavar="FILE",
+        help="output file ending in .xlsx or .csv; its folder must exist",
+    )
+    export.add_argument(
+        "--table",
+        dest="tables",
+        action="append",
+        choices=("counts", "rejects", "warnings", "opportunities"),
+        metavar="NAME",
+        help="table to write, one of counts, rejects, warnings, opportunities; repeat "
+        "for several (default: counts, rejects and warnings)",
+    )
+    export.set_defaults(handler=_cmd_export)
     return parser
 
 
@@ -301,6 +357,48 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset, to_timestamp
+    from .exports import write_load_tables
+
+    try:
+        as_of = to_timestamp(args.as_of, name="--as-of")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    tables = args.tables or ["counts", "rejects", "warnings"]
+    if args.out.suffix.lower() not in (".xlsx", ".csv"):
+        print(
+            f"error: --out {args.out}: end the file name in .xlsx (one workbook) or .csv "
+            "(one file per table)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if not args.out.parent.is_dir():
+        print(
+            f"error: --out {args.out}: the folder {args.out.parent} does not exist", file=sys.stderr
+        )
+        return EXIT_UNWRITABLE
+    ds = load_dataset(args.source, as_of=as_of)
+    try:
+        written = write_load_tables(ds, args.out, tables=tables)
+    except OSError as exc:
+        print(
+            f"error: cannot write {args.out}: {exc.strerror or exc} — check that the folder "
+            "exists and is writable, and that there is free space",
+            file=sys.stderr,
+        )
+        return EXIT_UNWRITABLE
+    counts = ds.counts[["read", "loaded", "rejected"]].sum()
+    print(
+        f"{int(counts['read']):,} rows read, {int(counts['loaded']):,} loaded, "
+        f"{int(counts['rejected']):,} rejected, {len(ds.warnings):,} warnings"
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def _cmd_dashboards(args: argparse.Namespace) -> int:
     from .dashboards import serve
 
@@ -319,7 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         0 on success, 1 when a notebook failed or timed out, 2 on a usage or
-        configuration error, 3 when another run holds the lock, 130 when interrupted.
+        configuration error, 3 when another run holds the lock, 4 when the reports
+        folder cannot be written, 130 when interrupted.
     """
     parser = build_parser()
     try:
@@ -334,9 +433,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunLockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_LOCKED
+    except ReportWriteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNWRITABLE
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: every kernel was stopped; nothing was published", file=sys.stderr)
+        print(
+            "interrupted: every kernel was stopped and the unfinished run removed; nothing was "
+            "published and the previous report is unchanged",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config, schema
+from . import config, exports, schema
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -922,7 +922,7 @@ def _salesforce_history(tables: dict, end: str, rng: np.random.Generator) -> pd.
 
 def _write_salesforce_csv(frame: pd.DataFrame, path: Path) -> int:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
-        frame.to_csv(f, index=False, lineterminator="\n")
+        exports.write_csv(frame, f, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
         f.write("\n")
         writer.writerow([f"Grand Totals ({len(frame)} records)"])
@@ -965,7 +965,14 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
     )
 
     leads = _marketing_leads(tables, rng)
-    leads.to_csv(folder / "leads.csv", sep=";", index=False, encoding="utf-8", lineterminator="\n")
+    exports.write_csv(
+        leads,
+        folder / "leads.csv",
+        sep=";",
+        encoding="utf-8",
+        lineterminator="\n",
+        quoting=csv.QUOTE_MINIMAL,
+    )
     rows["leads.csv"] = len(leads)
 
     lc = tables["lead_costs"]
@@ -976,8 +983,13 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
             "Spend": _euro(lc["cost"]),
         }
     )
-    costs.to_csv(
-        folder / "lead_costs.csv", sep=";", index=False, encoding="utf-8", lineterminator="\n"
+    exports.write_csv(
+        costs,
+        folder / "lead_costs.csv",
+        sep=";",
+        encoding="utf-8",
+        lineterminator="\n",
+        quoting=csv.QUOTE_MINIMAL,
     )
     rows["lead_costs.csv"] = len(costs)
 
@@ -985,7 +997,7 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
     products = pd.DataFrame(
         {"Product": p["product"], "Family": p["family"], "List Price": p["list_price"]}
     )
-    products.to_excel(folder / "products.xlsx", sheet_name="Products", index=False)
+    exports.write_excel({"Products": products}, folder / "products.xlsx")
     rows["products.xlsx"] = len(products)
 
     a = tables["accounts"]
@@ -997,8 +1009,13 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
             "Number of Employees": a["employees"].round().astype("Int64"),
         }
     )
-    accounts.to_csv(
-        folder / "accounts.tsv", sep="\t", index=False, encoding="utf-16", lineterminator="\n"
+    exports.write_csv(
+        accounts,
+        folder / "accounts.tsv",
+        sep="\t",
+        encoding="utf-16",
+        lineterminator="\n",
+        quoting=csv.QUOTE_MINIMAL,
     )
     rows["accounts.tsv"] = len(accounts)
 

@@ -5,14 +5,18 @@ most ``workers`` at once) into the run folder, exports the HTML of those that su
 and returns one :class:`~pipeline_lib.results.NotebookResult` each. A failure is
 recorded, not raised: the executed notebook keeps the error marked by Papermill (also
 when the kernel died or was stopped at its time limit, which produce no cell output of
-their own), and the result names the cell and line. On an interrupt every kernel is
-killed before the interrupt propagates. :class:`Progress` prints a line per notebook
-started and finished on stderr.
+their own), and the result names the cell and line; for a kernel that died, how it ended
+(the signal that killed it, or its exit status). A run folder that cannot be written
+(disk full, read-only, no permission) is not a notebook failure: it raises
+:class:`~pipeline_lib.publishing.ReportWriteError` and stops the run. On an interrupt or
+such an error every kernel is killed before the exception propagates. :class:`Progress`
+prints a line per notebook started and finished on stderr.
 """
 
 from __future__ import annotations
 
 import re
+import signal
 import sys
 import threading
 import time
@@ -26,6 +30,7 @@ import nbformat
 from .html_export import export_html
 from .kernels import KernelWatch, KernelWatches, kernel_manager_class
 from .params import Job
+from .publishing import ReportWriteError, is_write_failure
 from .results import NotebookResult
 
 __all__ = ["Progress", "execute_jobs"]
@@ -124,6 +129,13 @@ def execute_jobs(
     -------
     tuple of NotebookResult
         One per job, in job order.
+
+    Raises
+    ------
+    ReportWriteError
+        When the run folder cannot be written (every kernel is killed first).
+    KeyboardInterrupt
+        When interrupted (every kernel is killed first).
     """
     watches = KernelWatches()
     pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="report")
@@ -188,10 +200,13 @@ def _failing_line(traceback: Iterable[str] | None) -> str | None:
     return None
 
 
-def _mark_error(executed: Path, ename: str, evalue: str) -> BaseException | None:
+def _mark_error(
+    executed: Path, ename: str, evalue: str, *, details: str = ""
+) -> BaseException | None:
     """Record an error that produced no cell output (dead kernel) the way Papermill does.
 
-    The last cell that started gets an error output, then Papermill's own marker cells
+    The last cell that started gets an error output (``details``, e.g. what the kernel
+    process wrote before dying, below the message), then Papermill's own marker cells
     are added and the notebook is saved. Returns Papermill's error, or None when the
     notebook cannot be read or no cell had started.
     """
@@ -210,10 +225,16 @@ def _mark_error(executed: Path, ename: str, evalue: str) -> BaseException | None
     if not started:
         return None
     cell = started[-1]
+    if cell.execution_count is None:
+        # It died before replying, so Jupyter never numbered it; cells run in order and
+        # each execution takes the next number, so it is the last number used plus one.
+        counts = [c.execution_count or 0 for c in nb.cells if c.cell_type == "code"]
+        cell.execution_count = max(counts, default=0) + 1
+    traceback = [f"{ename}: {evalue}"]
+    if details:
+        traceback += ["", "What the kernel process wrote last:", details]
     cell.outputs.append(
-        nbformat.v4.new_output(
-            "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
-        )
+        nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback)
     )
     cell.metadata.setdefault("papermill", {}).update(exception=True, status="failed")
     nb.metadata.setdefault("papermill", {})["exception"] = True
@@ -244,20 +265,58 @@ def _explain_interrupt(executed: Path, timeout: float | None) -> None:
         pass
 
 
+def _death(status: int | None, *, when: str = "while running this cell") -> str:
+    """How a kernel that died ended, in words, from its exit status."""
+    text = f"the kernel died {when}"
+    if status is None:
+        return text
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "an unknown signal"
+        hint = ": often the out-of-memory killer" if -status == signal.SIGKILL else ""
+        return f"{text} (killed by signal {-status}, {name}{hint})"
+    return f"{text} (it exited with status {status})"
+
+
+def _kernel_died(exc: BaseException) -> bool:
+    """Whether nbclient says the kernel process died (while running, or while starting)."""
+    from nbclient.exceptions import DeadKernelError
+
+    if isinstance(exc, DeadKernelError):
+        return True
+    return isinstance(exc, RuntimeError) and str(exc).startswith("Kernel died")
+
+
 def _failure(
     job: Job, executed: Path, exc: BaseException | None, *, watch: KernelWatch, seconds: float
 ) -> NotebookResult:
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     timeout_message = (
         f"Timeout: the notebook was still running after {watch.timeout:g} s and was stopped"
     )
     if exc is not None and not isinstance(exc, PapermillExecutionError):
+        details = ""
         if watch.timed_out:
             ename, evalue = "Timeout", timeout_message.removeprefix("Timeout: ")
+        elif watch.cancelled:
+            ename, evalue = "Stopped", "the run was stopped before this notebook finished"
+        elif _kernel_died(exc):
+            ename, evalue = "DeadKernelError", _death(watch.exit_status())
+            details = watch.log_tail()
         else:
             ename, evalue = type(exc).__name__, _first_line(str(exc)) or "the kernel stopped"
-        exc = _mark_error(executed, ename, evalue) or exc
+        marked = _mark_error(executed, ename, evalue, details=details)
+        if marked is None and ename == "DeadKernelError":
+            # no cell had started: it died while starting, say so and how
+            last = _first_line("\n".join(reversed(details.splitlines())))
+            evalue = _death(watch.exit_status(), when="before running the first cell")
+            exc = DeadKernelError(evalue + (f"; its last output: {last}" if last else ""))
+        else:
+            exc = marked or exc
     cell = line = None
     if isinstance(exc, PapermillExecutionError):
         cell = exc.exec_count
@@ -272,6 +331,21 @@ def _failure(
     return NotebookResult(job.name, "failed", seconds, executed, None, message, cell, line)
 
 
+def _write_failure(exc: BaseException, executed: Path) -> ReportWriteError | None:
+    """The run-level error for an exception that says the run folder cannot be written.
+
+    Papermill writes the executed notebook after every cell; an OSError escaping it is
+    the runner's own I/O (errors of the notebook's code arrive as
+    ``PapermillExecutionError``). A write failure without a file name is that write.
+    """
+    if isinstance(exc, ReportWriteError):
+        return exc
+    if not is_write_failure(exc):
+        return None
+    path = Path(exc.filename) if getattr(exc, "filename", None) else executed
+    return ReportWriteError.from_os_error(exc, doing=f"write {path}", path=path)
+
+
 def _run_one(
     job: Job,
     build_dir: Path,
@@ -281,13 +355,28 @@ def _run_one(
     watches: KernelWatches,
     progress: Progress,
 ) -> NotebookResult:
-    import papermill
-
     executed = build_dir / f"{job.name}.ipynb"
     html_path = build_dir / f"{job.name}.html"
     progress.started(job.name)
     start = time.perf_counter()
     watch = watches.new(timeout)
+    try:
+        return _execute(job, executed, html_path, kernel_name, watch, watches, start)
+    finally:
+        watch.close_log()
+
+
+def _execute(
+    job: Job,
+    executed: Path,
+    html_path: Path,
+    kernel_name: str,
+    watch: KernelWatch,
+    watches: KernelWatches,
+    start: float,
+) -> NotebookResult:
+    import papermill
+
     error: BaseException | None = None
     try:
         watch.start()
@@ -305,15 +394,21 @@ def _run_one(
             resources={"metadata": {"path": str(job.path.parent)}},
             kernel_manager_class=kernel_manager_class(watch),
         )
-    except Exception as exc:  # any failure is recorded in the run, not raised
+    except Exception as exc:  # a notebook's failure is recorded in the run, not raised
         error = exc
     finally:
         watch.stop()
         watches.discard(watch)
+    if error is not None and not watch.cancelled:
+        unwritable = _write_failure(error, executed)
+        if unwritable is not None:
+            raise unwritable from error
     if error is not None or watch.timed_out:
         return _failure(job, executed, error, watch=watch, seconds=time.perf_counter() - start)
     try:
         export_html(executed, html_path)
+    except ReportWriteError:
+        raise
     except Exception as exc:
         seconds = time.perf_counter() - start
         message = f"HTML export failed: {_error_message(exc)}"

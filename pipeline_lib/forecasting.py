@@ -6,8 +6,9 @@ Two complementary views of the coming periods:
   week or month, in total and per segment, forecast with Prophet and with two simple
   baselines (seasonal naive, moving average). A rolling-origin back-test measures each
   method's accuracy (MAE, MAPE, MASE, interval coverage) and the method with the lowest
-  MASE is the one shown. Segments are forecast in parallel with :mod:`joblib` (any
-  backend set with ``joblib.parallel_config`` is used).
+  MASE is the one shown. Segments, methods and back-test windows are forecast in
+  parallel with :mod:`joblib`: threads here, or any backend set with
+  ``joblib.parallel_config`` such as a Dask cluster (:mod:`pipeline_lib.parallel`).
 * **Pipeline forecast** (:func:`compute_pipeline_forecast`): each open deal contributes
   amount x win probability (from :mod:`pipeline_lib.scoring`) x the probability that it
   closes in each future period (from the slippage of past deals' expected close dates,
@@ -21,6 +22,7 @@ Nothing after ``as_of`` is used; nothing here draws or reads files.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -30,6 +32,7 @@ import pandas as pd
 from . import schema
 from .dataset import Dataset, to_timestamp
 from .errors import InsufficientDataError
+from .parallel import configured
 from .stats import wilson_interval
 
 __all__ = [
@@ -62,6 +65,11 @@ _METHOD_LABELS = {
 _SEASON = {"M": 12, "W": 52}
 _TOTAL = "All"
 _OTHER = "Other"
+#: From this many Prophet fits on, they run in worker processes rather than threads.
+_PROCESS_FITS = 60
+#: Seed of the samples Prophet draws its intervals from (see :func:`_prophet`).
+_PROPHET_SEED = 0
+_prophet_random = threading.Lock()
 _MISSING = "(missing)"
 
 
@@ -75,6 +83,12 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name}={value!r} must be an integer of at least {minimum}")
     return int(value)
+
+
+def _snapshot(ds: Dataset, ts: pd.Timestamp) -> Dataset:
+    """``ds`` as known at the end of ``ts``: ``ds`` itself when it is that snapshot already
+    (taking a snapshot again shows the same data and costs a pass over every table)."""
+    return ds if ds.as_of is not None and ds.as_of == ts else ds.snapshot(ts)
 
 
 def _quiet_prophet() -> None:
@@ -155,7 +169,7 @@ def compute_bookings_history(
     freq = _freq(frequency)
     ts = to_timestamp(as_of)
     _check_int("max_segments", max_segments, 1)
-    snap = ds.snapshot(ts)
+    snap = _snapshot(ds, ts)
     opps = snap.opportunities
     if segment is not None and segment not in opps.columns:
         raise ValueError(
@@ -163,7 +177,10 @@ def compute_bookings_history(
             f"{[c for c in ('team', 'product', 'source', 'owner') if c in opps.columns]}"
         )
     last = _last_complete(ts, freq)
-    won = opps.loc[opps["status"].eq(schema.WON) & opps["close_date"].notna()]
+    used = ["close_date", "amount"] + (
+        [segment] if segment not in (None, "close_date", "amount") else []
+    )
+    won = opps.loc[opps["status"].eq(schema.WON) & opps["close_date"].notna(), used]
     skipped = int(won["amount"].isna().sum())
     won = won.loc[won["amount"].notna()]
     won = won.assign(period=won["close_date"].dt.to_period(freq))
@@ -198,6 +215,10 @@ def compute_bookings_history(
 
 
 # --------------------------------------------------------------------------- methods
+
+
+#: Fewest periods with won revenue a bookings forecast is made from.
+_MIN_ACTIVE_PERIODS = 3
 
 
 def _future(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
@@ -247,7 +268,17 @@ def _prophet(dates: pd.DatetimeIndex, y: np.ndarray, horizon: int, freq: str, in
     )
     model.fit(pd.DataFrame({"ds": dates, "y": y}))
     future = pd.DataFrame({"ds": _future(dates[-1], freq, horizon)})
-    fc = model.predict(future)
+    # Prophet samples its intervals from NumPy's global random state: seed it for this
+    # forecast alone (then restore it), one forecast at a time, so that an interval
+    # depends on the series only, not on what ran before or beside it (thread, process
+    # or Dask worker)
+    with _prophet_random:
+        state = np.random.get_state()
+        np.random.seed(_PROPHET_SEED)
+        try:
+            fc = model.predict(future)
+        finally:
+            np.random.set_state(state)
     return (
         fc["yhat"].to_numpy(),
         fc["yhat_lower"].to_numpy(),
@@ -266,7 +297,9 @@ def forecast_series(
 ) -> pd.DataFrame:
     """Forecast one regular series of won revenue ``horizon`` periods ahead.
 
-    Methods: ``prophet`` (trend + yearly seasonality once two years are known);
+    Methods: ``prophet`` (trend + yearly seasonality once two years are known; the
+    interval comes from 300 simulated paths drawn with a fixed seed, so a forecast is
+    reproducible wherever it runs);
     ``seasonal_naive`` (each period repeats the same period one season earlier: 12 months
     or 52 weeks, or the last value when the history is shorter than two seasons; the
     interval widens with the square root of the number of seasons ahead);
@@ -419,32 +452,37 @@ def backtest_series(
         data: the MASE denominator; season length 12 months / 52 weeks, or 1 when the
         training data are shorter than two seasons).
     """
-    freq = _freq(frequency)
-    y = series.to_numpy(dtype="float64")
-    frames = []
-    for w in compute_backtest_windows(
-        len(y), horizon=horizon, origins=origins, min_train=min_train
-    ).itertuples():
-        train = series.iloc[: w.train_end]
-        fc = forecast_series(
-            train,
-            method=method,
-            horizon=horizon,
-            frequency=frequency,
-            interval=interval,
-            window=window,
-        )
-        tr = train.to_numpy(dtype="float64")
-        m = _SEASON[freq] if len(tr) >= _SEASON[freq] + 2 else 1
-        scale = float(np.mean(np.abs(tr[m:] - tr[:-m]))) if len(tr) > m else np.nan
-        frames.append(
-            fc.assign(
-                origin=w.origin,
-                step=np.arange(1, horizon + 1),
-                actual=y[w.test_start : w.test_end],
-                scale=scale,
-            )
-        )
+    _freq(frequency)
+    windows = compute_backtest_windows(
+        len(series), horizon=horizon, origins=origins, min_train=min_train
+    )
+    common = {"horizon": horizon, "frequency": frequency, "interval": interval, "window": window}
+    frames = [
+        _backtest_window(series, tuple(w), method=method, **common)
+        for w in windows.itertuples(index=False)
+    ]
+    return _backtest_frame(frames)
+
+
+def _backtest_window(series: pd.Series, w: tuple, *, method: str, horizon: int, **options):
+    """One window ``(origin, train_end, test_start, test_end)`` of :func:`backtest_series`:
+    the forecasts from the training part next to the actuals."""
+    freq = _freq(options["frequency"])
+    origin, train_end, test_start, test_end = (int(v) for v in w)
+    train = series.iloc[:train_end]
+    fc = forecast_series(train, method=method, horizon=horizon, **options)
+    tr = train.to_numpy(dtype="float64")
+    m = _SEASON[freq] if len(tr) >= _SEASON[freq] + 2 else 1
+    scale = float(np.mean(np.abs(tr[m:] - tr[:-m]))) if len(tr) > m else np.nan
+    return fc.assign(
+        origin=origin,
+        step=np.arange(1, horizon + 1),
+        actual=series.to_numpy(dtype="float64")[test_start:test_end],
+        scale=scale,
+    )
+
+
+def _backtest_frame(frames: list) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     return out[["origin", "step", "period", "actual", "forecast", "lower", "upper", "scale"]]
 
@@ -490,28 +528,17 @@ def compute_forecast_accuracy(backtest: pd.DataFrame) -> dict:
     }
 
 
-def _run_segment_method(segment, method, series, options):
-    """One task of the parallel run: back-test and final forecast of one series."""
+def _forecast_task(index: int, series: pd.Series, method: str, window, options: dict):
+    """One task of the parallel run: one back-test window of one series and method
+    (``window`` as in :func:`_backtest_window`), or its forecast from all the history
+    (``window=None``); None when the history is too short for it."""
     _quiet_prophet()
-    horizon = options["horizon"]
-    common = {k: options[k] for k in ("frequency", "interval", "window")}
     try:
-        bt = backtest_series(
-            series,
-            method=method,
-            horizon=horizon,
-            origins=options["origins"],
-            min_train=options["min_train"],
-            **common,
-        )
-        acc = compute_forecast_accuracy(bt)
+        if window is None:
+            return index, forecast_series(series, method=method, **options)
+        return index, _backtest_window(series, window, method=method, **options)
     except InsufficientDataError:
-        acc = None
-    try:
-        fc = forecast_series(series, method=method, horizon=horizon, **common)
-    except InsufficientDataError:
-        fc = None
-    return segment, method, acc, fc
+        return index, None
 
 
 @dataclass(frozen=True)
@@ -573,12 +600,16 @@ def compute_bookings_forecast(
 ) -> BookingsForecast:
     """Forecast won revenue per period, in total and per segment; back-test every method.
 
-    Each (segment, method) pair is one task run with :class:`joblib.Parallel`; the backend
-    is whatever ``joblib.parallel_config`` (or ``parallel_backend``) sets (e.g. Dask),
-    threads by default (Prophet's fitting runs in a cmdstan subprocess, so threads run
-    it in parallel without starting worker processes). Every task back-tests its method
-    over ``origins`` rolling origins (:func:`backtest_series`) and forecasts ``horizon``
-    periods from all the history.
+    Every (segment, method) is back-tested over ``origins`` rolling origins (as
+    :func:`backtest_series`) and forecast ``horizon`` periods from all the history. Each
+    back-test window and each final forecast is one task run with
+    :class:`joblib.Parallel`: by default in threads (they start at once; Prophet's
+    fitting runs in a cmdstan subprocess), or in worker processes from 60 Prophet fits
+    on (Prophet's own Python work then runs truly in parallel, which repays starting
+    the workers); or on whatever backend ``joblib.parallel_config`` sets, e.g. a Dask
+    cluster, and the environment variable ``PIPELINE_WORKBENCH_DASK`` points them at
+    one without code (:mod:`pipeline_lib.parallel`). The results do not depend on the
+    backend.
 
     Parameters
     ----------
@@ -601,7 +632,7 @@ def compute_bookings_forecast(
         Periods averaged by the moving average.
     max_segments : int, default 8
     n_jobs : int, default -1
-        Parallel workers (-1: all cores; 1: no parallelism).
+        Parallel workers (-1: all cores, or all of a Dask cluster's; 1: no parallelism).
     progress : bool, default False
         Show a tqdm progress bar (keep it off in reports).
 
@@ -614,7 +645,8 @@ def compute_bookings_forecast(
     ValueError
         For unknown methods, frequency or segment, or a bad horizon.
     InsufficientDataError
-        When the history has no won deal or is too short to back-test any method.
+        When the history has no won deal, won revenue in fewer than 3 periods, or is
+        too short to back-test any method.
 
     Examples
     --------
@@ -644,39 +676,65 @@ def compute_bookings_forecast(
             f"a {horizon}-{frequency} forecast and its back-test need at least "
             f"{min_train + horizon}; shorten the horizon or load more history"
         )
-    options = {
-        "horizon": horizon,
-        "frequency": frequency,
-        "interval": interval,
-        "window": window,
-        "origins": origins,
-        "min_train": min_train,
-    }
+    active = int(hist.loc[hist["segment"].eq(_TOTAL), "won_amount"].gt(0).sum())
+    if active < _MIN_ACTIVE_PERIODS:
+        raise InsufficientDataError(
+            f"won revenue in only {active} of the {n} complete {frequency}s up to "
+            f"{to_timestamp(as_of).date()}: a bookings forecast needs won deals in at least "
+            f"{_MIN_ACTIVE_PERIODS} {frequency}s to have a pattern to follow; load more "
+            "history or choose a later as_of"
+        )
+    options = {"horizon": horizon, "frequency": frequency, "interval": interval, "window": window}
     series = {
         seg: g.set_index("period")["won_amount"] for seg, g in hist.groupby("segment", sort=False)
     }
-    tasks = [(seg, m) for seg in series for m in methods]
-    calls = (delayed(_run_segment_method)(seg, m, series[seg], options) for seg, m in tasks)
-    # results stream as they finish where the backend can (threads, loky); others (Dask,
-    # multiprocessing) return them all at the end and the bar jumps once
-    backend, _ = get_active_backend(prefer="threads")
-    streams = bool(getattr(backend, "supports_return_generator", False))
-    run = Parallel(
-        n_jobs=n_jobs, prefer="threads", return_as="generator_unordered" if streams else "list"
+    try:
+        windows = [
+            tuple(int(v) for v in w)
+            for w in compute_backtest_windows(
+                n, horizon=horizon, origins=origins, min_train=min_train
+            ).itertuples(index=False)
+        ]
+    except InsufficientDataError:
+        windows = []
+    # one task per (segment, method, back-test window), and one for the final forecast
+    # (window None): a Prophet fit each, so that the work spreads evenly over the workers
+    tasks = [(seg, m, w) for seg in series for m in methods for w in (*windows, None)]
+    calls = (
+        delayed(_forecast_task)(i, series[seg], m, w, options)
+        for i, (seg, m, w) in enumerate(tasks)
     )
-    results = []
-    with tqdm(total=len(tasks), desc="Forecasting", disable=not progress, leave=False) as bar:
-        for res in run(calls):
-            results.append(res)
-            bar.update(1)
-    order = {t: i for i, t in enumerate(tasks)}
-    results.sort(key=lambda r: order[(r[0], r[1])])
+    # Half of a Prophet fit is Python (the other half runs in cmdstan's own process):
+    # threads start at once but share one interpreter; worker processes take a second
+    # or two to start, then run it all in parallel. Threads for a few fits, processes
+    # for many (any backend set by the caller wins).
+    fits = sum(m == "prophet" for _, m, _ in tasks)
+    prefer = "processes" if fits >= _PROCESS_FITS else "threads"
+    results = [None] * len(tasks)
+    with configured():  # PIPELINE_WORKBENCH_DASK, unless the caller chose a backend
+        # results stream as they finish where the backend can (threads, loky, Dask);
+        # others (multiprocessing) return them all at the end and the bar jumps once
+        backend, _ = get_active_backend(prefer=prefer)
+        streams = bool(getattr(backend, "supports_return_generator", False))
+        run = Parallel(
+            n_jobs=n_jobs,
+            prefer=prefer,
+            return_as="generator_unordered" if streams else "list",
+        )
+        with tqdm(total=len(tasks), desc="Forecasting", disable=not progress, leave=False) as bar:
+            for i, res in run(calls):
+                results[i] = res
+                bar.update(1)
+    done = dict(zip(tasks, results, strict=True))
     rows, fcs = [], []
-    for seg, method, acc, fc in results:
-        if acc is not None:
-            rows.append({"segment": seg, "method": method, **acc})
-        if fc is not None:
-            fcs.append(fc.assign(segment=seg, method=method))
+    for seg in series:
+        for method in methods:
+            frames = [done[seg, method, w] for w in windows]
+            if windows and all(f is not None for f in frames):
+                acc = compute_forecast_accuracy(_backtest_frame(frames))
+                rows.append({"segment": seg, "method": method, **acc})
+            if done[seg, method, None] is not None:
+                fcs.append(done[seg, method, None].assign(segment=seg, method=method))
     if not rows or not fcs:
         raise InsufficientDataError(
             "no method could be back-tested on this history; load more periods"
@@ -764,7 +822,7 @@ def compute_close_timing(
     freq = _freq(frequency)
     ts = to_timestamp(as_of)
     horizon = _check_int("horizon", horizon, 1)
-    snap = ds.snapshot(ts)
+    snap = _snapshot(ds, ts)
     opps = snap.opportunities
     open_ = opps.loc[opps["status"].eq(schema.OPEN)].reset_index(drop=True)
     periods = _forecast_periods(ts, freq, horizon)
@@ -772,15 +830,21 @@ def compute_close_timing(
     # days after as_of by which each period has ended (a close on day `end + k` has k)
     bounds = np.array([(p.end_time.normalize() - end).days for p in periods], dtype="float64")
     labels = list(periods.start_time.astype("datetime64[ns]"))
-    won = opps.loc[opps["status"].eq(schema.WON) & opps["close_date"].notna()]
+    won = opps.loc[
+        opps["status"].eq(schema.WON) & opps["close_date"].notna(), ["created_date", "close_date"]
+    ]
     if won.empty:
         raise InsufficientDataError(
             f"no deal was won by {ts.date()}: close timing cannot be learnt"
         )
     method = "cycle time"
     if snap.stage_history is not None and "close_date" in snap.stage_history:
-        ex = examples if examples is not None else compute_training_examples(ds, as_of=ts)
-        ex = ex.loc[ex["won"].eq(1) & ex["expected_close"].notna()]
+        if examples is None:
+            examples = compute_training_examples(snap, as_of=ts, features=False)
+        ex = examples.loc[
+            examples["won"].eq(1) & examples["expected_close"].notna(),
+            ["close_date", "expected_close"],
+        ]
         if len(ex) >= 20:
             method = "slippage"
             slips = np.sort((ex["close_date"] - ex["expected_close"]).dt.days.to_numpy())
@@ -790,21 +854,21 @@ def compute_close_timing(
         slips = np.sort(cyc.astype("float64"))
         age = (end - open_["created_date"]).dt.days.to_numpy(dtype="float64")
         offset = -age  # closes at cycle c: c - age days after as_of
-    probs = np.zeros((len(open_), horizon))
-    for i, d in enumerate(offset):
-        d = 0.0 if np.isnan(d) else d
-        lo = np.searchsorted(slips, -d, side="left")  # slips with d + slip >= 0
-        avail = len(slips) - lo
-        if avail == 0:  # beyond every past case: the closest past cases
-            lo = max(len(slips) - 20, 0)
-            d = -slips[lo] if len(slips) else 0.0
-            avail = len(slips) - lo
-        if avail == 0:
-            continue
-        cum = np.searchsorted(slips, bounds - d, side="right") - lo
-        cum = np.clip(cum, 0, avail) / avail
-        probs[i] = np.diff(np.concatenate([[0.0], cum]))
-    out = pd.DataFrame(probs, columns=labels)
+    # per deal (all at once): the past cases still possible (d + slip >= 0) and the share
+    # of them closing by the end of each period
+    d = np.nan_to_num(np.asarray(offset, dtype="float64"), nan=0.0)
+    lo = np.searchsorted(slips, -d, side="left")
+    beyond = lo == len(slips)  # beyond every past case: the closest past cases
+    if beyond.any() and len(slips):
+        lo[beyond] = max(len(slips) - 20, 0)
+        d[beyond] = -slips[lo[beyond]]
+    avail = len(slips) - lo
+    cum = np.searchsorted(slips, bounds[None, :] - d[:, None], side="right") - lo[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cum = np.clip(cum, 0, avail[:, None]) / avail[:, None]
+    probs = np.diff(np.concatenate([np.zeros((len(d), 1)), cum], axis=1), axis=1)
+    probs[avail == 0] = 0.0
+    out = pd.DataFrame(probs.reshape(len(open_), horizon), columns=labels)
     out.insert(0, "opportunity_id", open_["opportunity_id"].to_numpy())
     out["after_horizon"] = 1 - probs.sum(axis=1)
     out.attrs["method"] = method
@@ -841,23 +905,29 @@ def compute_new_business_runrate(
     ts = to_timestamp(as_of)
     horizon = _check_int("horizon", horizon, 1)
     lookback = _check_int("lookback", lookback, 1)
-    opps = ds.snapshot(ts).opportunities
-    won = opps.loc[opps["status"].eq(schema.WON) & opps["amount"].notna()]
-    won = won.assign(
-        cp=won["close_date"].dt.to_period(freq), crp=won["created_date"].dt.to_period(freq)
-    )
+    opps = _snapshot(ds, ts).opportunities
+    won = opps.loc[
+        opps["status"].eq(schema.WON) & opps["amount"].notna(),
+        ["created_date", "close_date", "amount"],
+    ]
+    # periods as ordinals (missing dates never match, as NaT periods never compared equal)
+    cp = won["close_date"].dt.to_period(freq).array.asi8
+    crp = won["created_date"].dt.to_period(freq).array.asi8
+    cp = np.where(won["close_date"].isna().to_numpy(), np.iinfo("int64").min, cp)
+    crp_known = won["created_date"].notna().to_numpy()
+    amount = won["amount"].to_numpy(dtype="float64")
     last = _last_complete(ts, freq)
     rows = []
     for step in range(1, horizon + 1):
         for k in range(lookback):
             origin = last - step - k
             target = origin + step
-            new = won.loc[(won["cp"] == target) & (won["crp"] > origin)]
+            new = amount[(cp == target.ordinal) & crp_known & (crp > origin.ordinal)]
             rows.append(
                 {
                     "step": step,
                     "origin": origin.start_time,
-                    "won_amount": float(new["amount"].sum()),
+                    "won_amount": float(new.sum()),
                 }
             )
     out = pd.DataFrame(rows)
@@ -920,7 +990,7 @@ def compute_period_targets(
     if t is None or t.empty:
         return none.astype({"source": "str"})
     if "team" in t and t["team"].notna().any() and "team" in ds.opportunities:
-        teams = set(ds.opportunities["team"].dropna())
+        teams = set(ds.opportunities["team"].dropna().unique())
         t = t.loc[t["team"].isin(teams) | t["team"].isna()]
     daily = {}
     for period, value in t.groupby(t["period"].dt.to_period("M"))["target"].sum().items():
@@ -1006,15 +1076,7 @@ def simulate_bookings(
         raise ValueError("probabilities must be >= 0 with row sums of at most 1")
     amounts = np.nan_to_num(amounts)
     rng = np.random.default_rng(seed)
-    sims = np.zeros((n_sims, H + 1))
-    rows = np.arange(n_sims)
-    if len(amounts):
-        cum = np.cumsum(probs, axis=1)
-        u = rng.random((n_sims, len(amounts)))
-        for i in range(len(amounts)):
-            k = np.searchsorted(cum[i], u[:, i], side="right")
-            np.add.at(sims, (rows, k), amounts[i])
-    sims = sims[:, :H]
+    sims = _simulate_pipeline(amounts, probs, n_sims, H, rng)
     new_mean = np.zeros(H)
     if new_business is not None and len(new_business):
         for k in range(H):
@@ -1044,6 +1106,52 @@ def simulate_bookings(
     total_target = float(tgt.sum()) if not np.isnan(tgt).any() else np.nan
     out.append(_row(None, total, float(exp_pipe.sum()), float(new_mean.sum()), total_target))
     return pd.DataFrame(out)
+
+
+#: Random numbers drawn at a time by the Monte Carlo (bounds its memory: 8 bytes each).
+_SIM_BLOCK = 2_000_000
+
+
+def _simulate_pipeline(amounts, probs, n_sims: int, H: int, rng) -> np.ndarray:
+    """Bookings per simulation and period from the open deals: ``(n_sims, H)``.
+
+    In simulation ``s`` deal ``i`` closes won in the first period ``k`` whose cumulative
+    probability exceeds the uniform number ``u[s, i]`` (none: after the horizon), where
+    ``u`` is ``rng.random((n_sims, n))``. The numbers are drawn a block of simulations
+    at a time (the same stream, so the same numbers) while a second thread places the
+    previous block (NumPy releases the GIL for both); only the deals that close within
+    the horizon are placed, and each cell sums its deals in deal order: the result is
+    that of placing every deal in turn, with memory bounded by :data:`_SIM_BLOCK`.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = len(amounts)
+    sims = np.zeros((n_sims, H))
+    if not n:
+        return sims
+    cum = np.cumsum(probs, axis=1)
+    within = cum[:, -1]  # probability of closing won within the horizon
+
+    def place(s0: int, u: np.ndarray) -> None:
+        hit = np.flatnonzero(u < within)  # row-major: simulation by simulation, deals in order
+        sim, deal = np.divmod(hit, n)
+        v = u.reshape(-1)[hit]
+        k = np.zeros(len(hit), dtype="int64")  # the period: how many cumulative probs <= u
+        for j in range(H - 1):
+            k += cum[deal, j] <= v
+        cells = np.bincount(sim * H + k, weights=amounts[deal], minlength=len(u) * H)
+        sims[s0 : s0 + len(u)] = cells.reshape(len(u), H)
+
+    step = max(1, _SIM_BLOCK // n)
+    with ThreadPoolExecutor(max_workers=1) as placer:
+        pending = None
+        for s0 in range(0, n_sims, step):
+            u = rng.random((min(step, n_sims - s0), n))
+            if pending is not None:
+                pending.result()
+            pending = placer.submit(place, s0, u)
+        pending.result()
+    return sims
 
 
 @dataclass(frozen=True)
@@ -1144,7 +1252,9 @@ def compute_pipeline_forecast(
             raise
         notes.append(str(exc))
         p_win = pd.Series(dtype="float64")
-    snap = ds.snapshot(ts).opportunities.set_index("opportunity_id")
+    opps = _snapshot(ds, ts).opportunities
+    # the open deals only: mapping ids against them is cheaper than against every deal
+    snap = opps.loc[opps["status"].eq(schema.OPEN)].set_index("opportunity_id")
     amount = timing["opportunity_id"].map(snap["amount"]).astype("float64")
     missing = int(amount.isna().sum())
     if missing:
@@ -1159,10 +1269,13 @@ def compute_pipeline_forecast(
         notes.append(f"No new-business run-rate: {exc}.")
     # the current period may already be under way: add what it has booked so far
     periods = _forecast_periods(ts, freq, horizon)
-    opps = ds.snapshot(ts).opportunities
-    won = opps.loc[opps["status"].eq(schema.WON) & opps["close_date"].notna()]
+    won = opps.loc[
+        opps["status"].eq(schema.WON) & opps["close_date"].notna(), ["close_date", "amount"]
+    ]
+    won_period = won["close_date"].dt.to_period(freq).array.asi8
+    won_amount = won["amount"].to_numpy(dtype="float64")
     booked = np.array(
-        [float(won.loc[won["close_date"].dt.to_period(freq) == p, "amount"].sum()) for p in periods]
+        [float(np.nansum(won_amount[won_period == p.ordinal])) for p in periods], dtype="float64"
     )
     if runrate is not None and booked[0] > 0:
         first = periods[0]

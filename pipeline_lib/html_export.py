@@ -19,7 +19,7 @@ from typing import Any
 import nbformat
 
 from .errors import ReportError
-from .publishing import LATEST_NAME
+from .publishing import LATEST_NAME, ReportWriteError
 from .results import INDEX_NAME, MANIFEST_NAME, NotebookResult
 
 __all__ = ["export_html", "write_index"]
@@ -74,7 +74,9 @@ def export_html(
     Raises
     ------
     ReportError
-        If the notebook cannot be read or the HTML cannot be written.
+        If the notebook cannot be read.
+    ReportWriteError
+        If the HTML cannot be written (a :class:`ReportError` too).
     """
     from nbconvert import HTMLExporter
 
@@ -100,7 +102,9 @@ def export_html(
     try:
         html_path.write_text(body, encoding="utf-8")
     except OSError as exc:
-        raise ReportError(f"cannot write HTML report {html_path}: {exc}") from exc
+        raise ReportWriteError.from_os_error(
+            exc, doing=f"write the HTML report {html_path}", path=html_path
+        ) from exc
     return html_path
 
 
@@ -156,6 +160,11 @@ def write_index(
     -------
     Path
         The page written.
+
+    Raises
+    ------
+    ReportWriteError
+        If the page cannot be written.
     """
     e = html.escape
     rows = []
@@ -207,5 +216,8 @@ def write_index(
 </html>
 """
     path = build_dir / INDEX_NAME
-    path.write_text(page, encoding="utf-8")
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ReportWriteError.from_os_error(exc, doing=f"write {path}", path=path) from exc
     return path

@@ -5,10 +5,11 @@ Parquet files and SQL queries into a :class:`RawTable`. Text sources come back a
 (dtype ``str``, missing for empty cells) with a ``_row`` column holding the line (or
 spreadsheet row) where each record starts, so a user can open the file and find it; turning
 text into numbers and dates is :mod:`pipeline_lib.parsing`'s job. Report titles above the
-header, blank lines, report footers (``Grand Totals``, confidentiality and copyright lines)
-and rows whose field count does not match the header are handled here: every record read is
-either a row of ``frame`` or a line of ``rejects``, so ``n_read == len(frame) +
-rejects["row"].nunique()``.
+header, blank lines, report footers (``Grand Totals``, confidentiality and copyright lines),
+rows whose field count does not match the header and lines opening a quote that is never
+closed are handled here: every record read is either a row of ``frame`` or a line of
+``rejects``, so ``n_read == len(frame) + rejects["row"].nunique()``. Cells of any length are
+read (a pasted e-mail is data), and NUL padding at the end of a file is ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from .config import PROJECT_ROOT, resolve_path
 from .errors import SourceConfigError, UnreadableFileError
@@ -37,6 +39,10 @@ __all__ = ["RawTable", "REJECT_COLUMNS", "read_table", "empty_rejects"]
 REJECT_COLUMNS = ("file", "row", "column", "reason", "value")
 
 FOOTER_REASON = "report footer line"
+UNCLOSED_QUOTE_REASON = (
+    "a quoted field opened on this line is never closed: line rejected, reading resumed "
+    "on the next line (fix the quote)"
+)
 
 _FORMATS = ("csv", "tsv", "excel", "parquet", "sql")
 _EXTENSIONS = {
@@ -150,7 +156,9 @@ def read_table(
         ``.txt`` csv, ``.tsv``/``.tab`` tsv, ``.xlsx``/``.xlsm``/``.xls`` excel,
         ``.parquet``/``.pq`` parquet).
     encoding : str, keyword-only
-        ``"auto"`` (BOM, UTF-16 without BOM, strict UTF-8, else cp1252) or a codec name.
+        ``"auto"`` (BOM, UTF-16 without BOM, strict UTF-8, else cp1252 — or, for a file
+        that is mostly UTF-8 with a few stray bytes, UTF-8 with those bytes read as
+        cp1252) or a codec name.
     sep : str, keyword-only
         ``"auto"`` (sniffed among ``,`` ``;`` tab ``|`` outside quotes) or the separator.
     sheet : str or int, optional, keyword-only
@@ -292,15 +300,44 @@ def _decode_auto(data: bytes, name: str) -> tuple[str, str]:
         if data.startswith(bom):
             return _decode_utf16(data[2:], enc, name)
     sample = data[:4096]
-    if sample.count(0) > len(sample) // 4:
-        enc = "utf-16-le" if sample[1::2].count(0) >= sample[0::2].count(0) else "utf-16-be"
+    odd, even = sample[1::2].count(0), sample[0::2].count(0)
+    # UTF-16 text puts its NULs on one side of each byte pair; NUL padding on both.
+    if odd + even > len(sample) // 4 and 4 * min(odd, even) <= max(odd, even):
+        enc = "utf-16-le" if odd >= even else "utf-16-be"
         return _decode_utf16(data, enc, name)
-    for enc in ("utf-8", "cp1252"):
-        try:
-            return data.decode(enc), enc
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1"), "latin-1"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # Mostly UTF-8 with a few stray cp1252 bytes (a file edited in an old editor): keep
+    # the UTF-8 characters and read only the stray bytes as cp1252, instead of turning
+    # every "é" of the file into "Ã©".
+    loose = data.decode("utf-8", errors="replace")
+    bad = loose.count("\ufffd")
+    if len(loose) - len(loose.encode("ascii", errors="ignore")) - bad > bad:
+        return data.decode("utf-8", errors=_STRAY_BYTES), "utf-8+cp1252"
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "latin-1"
+
+
+def _stray_bytes_as_cp1252(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Codec error handler: bytes that are not UTF-8 are read as cp1252 (else latin-1)."""
+    chunk = err.object[err.start : err.end]
+    return "".join(_CP1252[b] for b in chunk), err.end
+
+
+def _cp1252_char(b: int) -> str:
+    try:
+        return bytes([b]).decode("cp1252")
+    except UnicodeDecodeError:  # the five bytes cp1252 leaves undefined
+        return chr(b)
+
+
+_CP1252 = [_cp1252_char(b) for b in range(256)]
+_STRAY_BYTES = "pipeline_lib.stray-cp1252"
+codecs.register_error(_STRAY_BYTES, _stray_bytes_as_cp1252)
 
 
 def _decode_utf16(data: bytes, enc: str, name: str) -> tuple[str, str]:
@@ -344,29 +381,81 @@ def _read_text(p: Path, name: str, encoding: str, delimiter: str | None) -> RawT
     except OSError as exc:
         raise UnreadableFileError(f"{name}: cannot be read ({exc.strerror}) — check it") from None
     text, used = _decode(data, encoding, name)
-    if not text.strip():
+    text = text.rstrip("\x00\x1a")  # NUL padding of a truncated copy, DOS end-of-file mark
+    if not text or text.isspace():  # (strip() would copy a big file)
         raise UnreadableFileError(
             f"{name}: the file has no header line (it is blank) — export it again"
         )
     sep = delimiter or _sniff_sep(text)
+    if csv.field_size_limit() < len(text):  # a long cell (notes, a pasted e-mail) is data
+        csv.field_size_limit(len(text))
+    same_bytes = used == "utf-8" and not data.endswith((b"\x00", b"\x1a"))
+    regular = _read_regular(text, sep, data if same_bytes else None)
+    if regular is not None:  # a plain well-formed file: parsed by pyarrow, in C
+        return RawTable(regular, empty_rejects(), name, len(regular), used, sep)
+    unclosed: list[int] = []  # lines whose quoted field is never closed
 
     def records() -> Iterator[tuple[int, int, list[str]]]:
-        reader = csv.reader(_io.StringIO(text, newline=""), delimiter=sep)
-        prev = 0
-        try:
-            for rec in reader:
-                start, prev = prev + 1, reader.line_num
-                yield start, prev, rec
-        except csv.Error as exc:
-            raise UnreadableFileError(
-                f"{name}: line {reader.line_num + 1}: {exc} — check the quotes on that line"
-            ) from None
+        base, rest = 0, text  # `rest` starts after line `base` of the file
+        while True:
+            reader = csv.reader(_io.StringIO(rest, newline=""), delimiter=sep)
+            prev, last = 0, None
+            try:
+                for rec in reader:
+                    if last is not None:
+                        yield last
+                    start, prev = prev + 1, reader.line_num
+                    last = (base + start, base + prev, rec)
+            except csv.Error as exc:
+                raise UnreadableFileError(
+                    f"{name}: line {base + reader.line_num + 1}: {exc} — check the quotes "
+                    "on that line"
+                ) from None
+            if last is None:
+                return
+            cut = _unclosed_quote(rest, last[0] - base, sep) if last[1] > last[0] else None
+            if cut is None:
+                yield last
+                return
+            # A quote opened on that line runs to the end of the file: reject the line,
+            # read on from the next one instead of swallowing the rest into one cell.
+            unclosed.append(last[0])
+            base, rest = last[0], rest[cut:]
 
     def raw_lines(rejected: list[tuple[int, int, list[str]]]) -> list[str]:
         return _line_texts(text, [(s, e) for s, e, _ in rejected])
 
     frame, rejects = _assemble(records(), name=name, raw_value=raw_lines)
+    if unclosed:
+        extra = _rejects_frame(
+            name,
+            unclosed,
+            [UNCLOSED_QUOTE_REASON] * len(unclosed),
+            _line_texts(text, [(r, r) for r in unclosed]),
+        )
+        rejects = pd.concat([rejects, extra], ignore_index=True)
+        rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
     return RawTable(frame, rejects, name, _n_read(frame, rejects), used, sep)
+
+
+def _unclosed_quote(text: str, line: int, sep: str) -> int | None:
+    """Where line ``line + 1`` of ``text`` starts, when the record that starts on line
+    ``line`` (and runs to the end of ``text``) ends inside a quoted field; else None."""
+    starts = [0]
+    for m in re.finditer(r"\r\n|\r|\n", text):
+        starts.append(m.end())
+        if len(starts) > line:
+            break
+    if len(starts) <= line:
+        return None
+    record = text[starts[line - 1] :]
+    try:
+        for _ in csv.reader(_io.StringIO(record, newline=""), delimiter=sep, strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return starts[line]
+    return None
 
 
 def _line_texts(text: str, spans: list[tuple[int, int]]) -> list[str]:
@@ -390,6 +479,120 @@ def _line_texts(text: str, spans: list[tuple[int, int]]) -> list[str]:
         joined = "\n".join(found.get(n, "") for n in range(s, min(e, s + 20) + 1))
         out.append(joined[:_VALUE_MAX])
     return out
+
+
+def _blank_to_missing(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Empty cells as missing: the same strings under a validity bitmap (no copy)."""
+    none = pa.scalar(None, pa.large_string())
+    chunks = []
+    for chunk in col.chunks:
+        if chunk.offset or not len(chunk):
+            chunks.append(pc.if_else(pc.equal(chunk, ""), none, chunk))
+            continue
+        filled = pc.fill_null(pc.greater(pc.binary_length(chunk), 0), False)
+        if chunk.null_count:
+            filled = pc.and_(filled, chunk.is_valid())
+        _, offsets, data = chunk.buffers()
+        bitmap = filled.buffers()[1]
+        chunks.append(pa.Array.from_buffers(pa.large_string(), len(chunk), [bitmap, offsets, data]))
+    return pa.chunked_array(chunks, pa.large_string())
+
+
+def _read_regular(text: str, sep: str, raw: bytes | None = None) -> pd.DataFrame | None:
+    """The frame of a plainly well-formed text file, parsed by pyarrow; ``None`` otherwise.
+
+    ``raw``, when given, is ``text`` encoded in UTF-8 (the file's own bytes).
+
+    Well-formed: the header on line 1, every other line one record of the header's width
+    with at least two cells filled in, no total line. Those are exactly the rows
+    :func:`_assemble` accepts as they are, numbered by their line, so the frame is the
+    same; any other file (title lines, blank lines, a record over several lines, ragged
+    rows, footers, one column, ...) is left to the record-by-record reader.
+    """
+    head = text
+    cut = -1
+    for _ in range(2 * _HEADER_SAMPLE):  # the first lines are enough to check the header
+        cut = text.find("\n", cut + 1)
+        if cut < 0:
+            break
+    if cut >= 0:
+        head = text[: cut + 1]
+    reader = csv.reader(_io.StringIO(head, newline=""), delimiter=sep)
+    sample: list[tuple[int, int, list[str]]] = []
+    prev = 0
+    try:
+        for rec in reader:
+            start, prev = prev + 1, reader.line_num
+            if _nonempty(rec):
+                sample.append((start, prev, rec))
+    except csv.Error:
+        return None
+    if head is not text:
+        sample = sample[:-1]  # the last record may run on below the cut
+    if not sample or sample[0][:2] != (1, 1) or _header_index(sample[:_HEADER_SAMPLE]) != 0:
+        return None
+    fields = sample[0][2]
+    columns = _header_names(fields, [f for _, _, f in sample[1:_HEADER_SAMPLE]])
+    width = len(columns)
+    if width < 2 or width != len(fields):
+        return None
+    keys = [f"c{j}" for j in range(width)]
+    try:
+        if raw is None:
+            raw = text.encode("utf-8")
+        table = pa_csv.read_csv(
+            pa.BufferReader(raw),
+            read_options=pa_csv.ReadOptions(skip_rows=1, column_names=keys),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=sep,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=True,
+                ignore_empty_lines=False,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(keys, pa.large_string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, UnicodeError):
+        return None
+    n = table.num_rows
+    lines = raw.count(b"\n") + (not raw.endswith((b"\n", b"\r")))
+    if raw.find(b"\r") >= 0:
+        lines += raw.count(b"\r") - raw.count(b"\r\n")
+    del raw
+    if lines != n + 1:  # a blank line or a record over several lines
+        return None
+    cols = table.columns
+    filled = np.full(n, width, dtype=np.int64)
+    for col in cols:
+        filled -= np.asarray(pc.equal(col, ""), dtype=np.int64)
+    if (filled <= 1).any():  # blank, a single cell (a footer?): the full reader decides
+        return None
+    initial = pc.utf8_slice_codeunits(cols[0], 0, 1)
+    odd = [c for c in pc.unique(initial).to_pylist() if c in _TOTAL_FIRST_CHARS]
+    if odd:  # "Total ..." lines start like this
+        firsts = pc.filter(cols[0], pc.is_in(initial, value_set=pa.array(odd, pa.large_string())))
+        if any(_TOTAL_RE.match(v.strip()) for v in pc.unique(firsts).to_pylist()):
+            return None
+    blank = [c for c in pc.unique(initial).to_pylist() if not c or c.isspace()]
+    if blank:  # rows starting with a blank cell: judged one by one, if only a few
+        mask = np.asarray(pc.is_in(initial, value_set=pa.array(blank, pa.large_string())))
+        if mask.sum() > _HEADER_SAMPLE:
+            return None
+        for i in np.flatnonzero(mask):
+            if _TOTAL_RE.match(_first_filled([col[int(i)].as_py() for col in cols])):
+                return None
+    data = {
+        name: pd.array(_blank_to_missing(col), dtype="str")
+        for name, col in zip(columns, cols, strict=True)
+    }
+    frame = pd.DataFrame(data, columns=columns)
+    frame["_row"] = np.arange(2, n + 2, dtype=np.int64)
+    return frame
 
 
 # --------------------------------------------------------------------------- records -> table

@@ -8,15 +8,23 @@ notebook's time limit: when it runs out the kernel is interrupted (a
 and, if it is still alive ten seconds later, killed with its whole process group.
 :class:`KernelWatches` holds every live watch of a run, so an interrupted run can kill
 all its kernels at once.
+
+What a kernel process writes to its own stdout and stderr outside its cells (before
+ipykernel captures them for the notebook, e.g. why it could not start, and after, e.g.
+tracebacks of a kernel shut down mid-output) goes to a temporary file rather than to the
+operator's console; :meth:`KernelWatch.log_tail` reads its end, which the runner quotes
+for a kernel that died.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "MODE_VARIABLE",
@@ -41,6 +49,7 @@ class KernelWatch:
     deadline the kernel's process group gets SIGINT (a ``KeyboardInterrupt`` in the
     running cell, which Papermill records and marks), then SIGKILL ``_KILL_GRACE``
     seconds later if it is still there. ``cancel`` (an interrupted run) kills at once.
+    :meth:`exit_status` says how the kernel process ended (a kernel that died).
 
     Parameters
     ----------
@@ -54,6 +63,8 @@ class KernelWatch:
         self.cancelled = False
         self._stopped = False
         self._km: Any = None
+        self._process: Any = None
+        self._log: IO[bytes] | None = None
         self._lock = threading.Lock()
         self._timers: list[threading.Timer] = []
 
@@ -64,9 +75,58 @@ class KernelWatch:
     def attach(self, km: Any) -> None:
         with self._lock:
             self._km = km
+            self._process = getattr(getattr(km, "provisioner", None), "process", None)
             doomed = self.timed_out or self.cancelled
         if doomed:
             self._signal("SIGKILL")
+
+    def exit_status(self) -> int | None:
+        """The kernel process's exit status (negative: killed by that signal), or None.
+
+        None while it runs, or when the process is unknown (not a local kernel).
+        """
+        with self._lock:
+            process = self._process
+        poll = getattr(process, "poll", None)
+        try:
+            return poll() if poll is not None else None
+        except OSError:
+            return None
+
+    def open_log(self) -> IO[bytes] | None:
+        """The temporary file for the kernel process's own stdout and stderr.
+
+        None when no temporary file can be made (the kernel then inherits the runner's).
+        """
+        with self._lock:
+            if self._log is None:
+                try:  # kept open for the kernel's lifetime; closed by close_log
+                    self._log = tempfile.TemporaryFile(prefix="pipeline-kernel-")  # noqa: SIM115
+                except OSError:
+                    return None
+            return self._log
+
+    def log_tail(self, *, lines: int = 20, limit: int = 16384) -> str:
+        """The last ``lines`` lines the kernel process wrote itself ("" when none)."""
+        with self._lock:
+            log = self._log
+        if log is None:
+            return ""
+        try:
+            size = os.fstat(log.fileno()).st_size
+            data = os.pread(log.fileno(), min(limit, size), max(0, size - limit))
+        except (OSError, ValueError):
+            return ""
+        text = data.decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:]).strip()
+
+    def close_log(self) -> None:
+        """Close (and so delete) the temporary file."""
+        with self._lock:
+            log, self._log = self._log, None
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
 
     def cancel(self) -> None:
         with self._lock:
@@ -152,10 +212,11 @@ class KernelWatches:
 def kernel_manager_class(watch: KernelWatch) -> type:
     """A kernel manager that marks the kernel as a report kernel and reports its process.
 
-    The kernel gets ``PIPELINE_WORKBENCH_MODE=report`` in its environment and, when
-    pyzmq and the kernelspec support it, CurveZMQ transport encryption (ipykernel then
-    has no reason to print its "running over TCP without encryption" warning on the
-    operator's console).
+    The kernel gets ``PIPELINE_WORKBENCH_MODE=report`` in its environment, its own
+    stdout and stderr go to the watch's temporary file (:meth:`KernelWatch.open_log`)
+    instead of the operator's console, and,
+    when pyzmq and the kernelspec support it, it uses CurveZMQ transport encryption
+    (ipykernel then has no reason to warn about running over TCP without encryption).
 
     Parameters
     ----------
@@ -181,6 +242,10 @@ def kernel_manager_class(watch: KernelWatch) -> type:
 
         async def _async_start_kernel(self, **kw: Any) -> None:
             kw["env"] = {**os.environ, **(kw.get("env") or {}), MODE_VARIABLE: REPORT_MODE}
+            log = watch.open_log()
+            if log is not None:
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
             await super()._async_start_kernel(**kw)
             watch.attach(self)
 

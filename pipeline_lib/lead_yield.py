@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import schema
 from .dataset import Dataset, to_timestamp
@@ -72,11 +74,31 @@ def step_label(step: str) -> str:
 
 
 @dataclass(frozen=True)
+class _Links:
+    """Deals matched to leads: all the funnel counts need (see :func:`_links`)."""
+
+    leads: pd.DataFrame  # the leads table as known on as_of; rows as in _Leads.frame
+    steps: tuple[str, ...]  # ("lead", *milestones, "opportunity", "won")
+    as_of: pd.Timestamp
+    notes: tuple[str, ...]
+    milestones: tuple[str, ...]  # milestone columns with dates
+    reached: dict  # per step: the lead reached it or a later step (bool per lead)
+    opp_lead: np.ndarray  # per row of the opportunities: row of its lead, or -1
+    key: np.ndarray  # per lead: its id among the linked deals' distinct ids, or -1
+    n_keys: int
+    deals: pd.DataFrame  # the deals of known leads: created_date, close_date, amount
+    deal_key: np.ndarray  # per deal of ``deals``: its lead's key
+    deal_won: np.ndarray  # per deal of ``deals``: won
+
+
+@dataclass(frozen=True)
 class _Leads:
     frame: pd.DataFrame  # one row per lead
     steps: tuple[str, ...]  # ("lead", *milestones, "opportunity", "won")
     as_of: pd.Timestamp
     notes: tuple[str, ...]
+    opp_lead: np.ndarray  # per row of the opportunities: row of its lead in frame, or -1
+    leads: pd.DataFrame  # the leads table frame was made from (same rows)
 
 
 def _snapshot(dataset: Dataset, as_of) -> tuple[Dataset, pd.Timestamp]:
@@ -109,12 +131,45 @@ def _require_leads(ds: Dataset) -> pd.DataFrame:
 def _build(dataset: Dataset, as_of) -> _Leads:
     """Per-lead frame of ``dataset`` as known on ``as_of``, shared by every section (its
     callers never modify it): see :func:`_build_uncached`."""
+    return _build_uncached(_links(dataset, as_of))
+
+
+@memoized(copy=False)
+def _links(dataset: Dataset, as_of) -> _Links:
+    """Deals matched to the leads of ``dataset`` as known on ``as_of`` (shared; never
+    modified): see :func:`_link`."""
     ds, ts = _snapshot(dataset, as_of)
-    return _build_uncached(ds, ts, _require_leads(ds))
+    return _link(ds, ts, _require_leads(ds))
 
 
-def _build_uncached(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Leads:
-    """Per-lead frame: the lead's columns, ``age``, and per step ``reached_<s>``/``days_<s>``."""
+def _arrow(values) -> pa.Array | None:
+    """The Arrow array behind an Arrow-backed text Series or Index, else None."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) == "pyarrow":
+        arr = pa.array(values.array)
+        return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
+    return None
+
+
+def _index_in(values: pd.Series, uniques: pd.Index) -> np.ndarray:
+    """Position of each of ``values`` in ``uniques`` (distinct, not missing); -1 where absent.
+
+    Arrow's hash kernel when both are Arrow-backed text (pandas' lookup converts millions
+    of ids to Python strings first), else :meth:`pandas.Index.get_indexer`.
+    """
+    a, b = _arrow(values), _arrow(uniques)
+    if a is not None and b is not None:
+        pos = pc.index_in(a, value_set=b.cast(a.type))
+        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+    return pd.Index(uniques).get_indexer(values)
+
+
+def _link(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Links:
+    """Match deals to leads and find the funnel steps each lead reached.
+
+    Deals are matched to leads through integer keys: the distinct lead ids of the linked
+    deals are hashed once and every lead id is looked up among them.
+    """
     notes = []
     milestones = []
     for col in ds.milestones:
@@ -123,59 +178,122 @@ def _build_uncached(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Lead
         else:
             milestones.append(col)
     opps = ds.opportunities
-    linked = opps[opps["lead_id"].notna()]
-    known = linked["lead_id"].isin(leads["lead_id"])
+    has_link = opps["lead_id"].notna().to_numpy()
+    linked = opps.loc[has_link, ["lead_id", "status", "created_date", "close_date", "amount"]]
+    okey, ouniq = pd.factorize(linked["lead_id"])  # deal -> distinct linked lead id
+    lkey = _index_in(leads["lead_id"], ouniq)  # lead -> distinct linked lead id, or -1
+    has_opp = lkey >= 0
+    in_leads = np.zeros(len(ouniq), dtype=bool)
+    in_leads[lkey[has_opp]] = True
+    known = in_leads[okey]
     if (~known).any():
         notes.append(
             f"{int((~known).sum()):,} deal(s) name a lead_id that is not in the leads table "
             "(or not in the filtered leads) and are left out of the funnel."
         )
-    linked = linked[known]
-    won = linked[linked["status"] == schema.WON]
-    opp_date = linked.groupby("lead_id")["created_date"].min()
-    won_date = won.groupby("lead_id")["close_date"].min()
-    revenue = won.groupby("lead_id")["amount"].sum(min_count=1)
-    no_amount = won["amount"].isna().groupby(won["lead_id"]).sum()
+    lead_of_key = np.full(len(ouniq), -1, dtype="int64")
+    rows = np.flatnonzero(has_opp)[::-1]  # first lead row of a repeated id wins
+    lead_of_key[lkey[rows]] = rows
+    opp_lead = np.full(len(opps), -1, dtype="int64")
+    opp_lead[np.flatnonzero(has_link)] = lead_of_key[okey]
+    linked, okey = linked[known], okey[known]
+    is_won = linked["status"].eq(schema.WON).to_numpy(dtype=bool, na_value=False)
+    has_won_key = np.zeros(len(ouniq), dtype=bool)
+    has_won_key[okey[is_won]] = True
+    has_won = has_opp.copy()  # (indexing only the linked leads: no deal at all is fine)
+    has_won[has_opp] = has_won_key[lkey[has_opp]]
 
-    ids = leads["lead_id"]
-    frame = leads.drop(columns=[c for c in ("_row",) if c in leads.columns]).reset_index(drop=True)
-    frame = frame.assign(age=(ts - frame["created_date"]).dt.days)
-    has_opp = ids.isin(opp_date.index).to_numpy()
-    has_won = ids.isin(won_date.index).to_numpy()
-    dates = {m.removesuffix("_date"): frame[m] for m in milestones}
-    dates[_OPP] = _lookup(opp_date, ids)
-    dates[_WON] = _lookup(won_date, ids)
-    reached = {m.removesuffix("_date"): frame[m].notna().to_numpy() for m in milestones}
-    reached[_OPP] = has_opp
-    reached[_WON] = has_won
-    steps = list(dates)
-    cols: dict[str, object] = {}
-    later_reached = np.zeros(len(frame), dtype=bool)
-    later_min = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
-    for step in reversed(steps):
-        later_reached = later_reached | reached[step]
-        own = dates[step].reset_index(drop=True)
-        days = (own.where(own.notna(), later_min) - frame["created_date"]).dt.days
-        cols[f"reached_{step}"] = later_reached.copy()
-        cols[f"days_{step}"] = days.where(days >= 0).astype("float64")
-        later_min = pd.concat([later_min, own], axis=1).min(axis=1)
-    frame = frame.assign(
-        revenue=_lookup(revenue, ids).fillna(0.0).astype("float64"),
-        won_no_amount=_lookup(no_amount, ids).fillna(0).astype("int64"),
-        **cols,
-    )
-    frame["reached_lead"] = True
-    if frame["created_date"].isna().any():
+    own = {m.removesuffix("_date"): leads[m].notna().to_numpy() for m in milestones}
+    own[_OPP] = has_opp
+    own[_WON] = has_won
+    steps = (_LEAD, *own)
+    reached = {}
+    later = np.zeros(len(leads), dtype=bool)
+    for step in reversed(steps[1:]):
+        later = later | own[step]
+        reached[step] = later
+    reached[_LEAD] = np.ones(len(leads), dtype=bool)
+    if leads["created_date"].isna().any():
         notes.append(
-            f"{int(frame['created_date'].isna().sum()):,} lead(s) have no created date; "
+            f"{int(leads['created_date'].isna().sum()):,} lead(s) have no created date; "
             "they count in the funnel but not in ages, lags or cohorts."
         )
-    return _Leads(frame, (_LEAD, *steps), ts, tuple(notes))
+    return _Links(
+        leads,
+        steps,
+        ts,
+        tuple(notes),
+        tuple(milestones),
+        reached,
+        opp_lead,
+        lkey,
+        len(ouniq),
+        linked[["created_date", "close_date", "amount"]],
+        okey,
+        is_won,
+    )
 
 
-def _lookup(values: pd.Series, ids: pd.Series) -> pd.Series:
-    """``values`` (unique index) looked up for each id, keeping the dtype even when empty."""
-    return pd.Series(values.reindex(ids.to_numpy()).to_numpy())
+def _build_uncached(links: _Links) -> _Leads:
+    """Per-lead frame: the lead's columns, ``age``, ``revenue``, ``won_no_amount`` and per
+    step ``reached_<s>`` (it or a later step) and ``days_<s>`` (from the lead's creation to
+    the step's date, or to the earliest date of a later step when its own is missing)."""
+    leads, ts, lkey, n = links.leads, links.as_of, links.key, links.n_keys
+    deals, okey = links.deals, links.deal_key
+    won, wkey = deals[links.deal_won], okey[links.deal_won]
+    opp_date = deals["created_date"].groupby(okey).min()
+    won_date = won["close_date"].groupby(wkey).min()
+    revenue = won["amount"].groupby(wkey).sum(min_count=1)
+    no_amount = won["amount"].isna().groupby(wkey).sum()
+
+    frame = {c: leads[c].reset_index(drop=True) for c in leads.columns if c != "_row"}
+    frame["age"] = (ts - frame["created_date"]).dt.days
+    n_leads = len(leads)
+    dates = {m.removesuffix("_date"): frame[m] for m in links.milestones}
+    dates[_OPP] = _lookup(opp_date, lkey, n)
+    dates[_WON] = _lookup(won_date, lkey, n)
+    cols: dict[str, object] = {}
+    # dates as nanoseconds (NaT: missing); whole days between them are floored, as
+    # Timedelta.days does
+    created, no_created = _nanoseconds(frame["created_date"])
+    later_min = np.zeros(n_leads, dtype="int64")
+    no_later = np.ones(n_leads, dtype=bool)
+    for step in reversed(links.steps[1:]):
+        own, no_own = _nanoseconds(dates[step])
+        date = np.where(no_own, later_min, own)  # the step's date, else the earliest later
+        days = np.floor_divide(date - created, _DAY_NS)
+        missing = (no_own & no_later) | no_created | (days < 0)
+        cols[f"reached_{step}"] = links.reached[step]
+        cols[f"days_{step}"] = np.where(missing, np.nan, days.astype("float64"))
+        earlier = ~no_own & (no_later | (own <= later_min))
+        later_min = np.where(earlier, own, later_min)
+        no_later = no_later & no_own
+    frame.update(
+        revenue=_lookup(revenue, lkey, n).fillna(0.0).astype("float64"),
+        won_no_amount=_lookup(no_amount, lkey, n).fillna(0).astype("int64"),
+        **cols,
+        reached_lead=links.reached[_LEAD],
+    )
+    frame = pd.DataFrame(frame, copy=False)  # columns as they are: nothing is modified
+    return _Leads(frame, links.steps, ts, links.notes, links.opp_lead, leads)
+
+
+_DAY_NS = 86_400_000_000_000
+
+
+def _nanoseconds(dates: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dates as int64 nanoseconds, and where they are missing."""
+    values = dates.to_numpy(dtype="datetime64[ns]")
+    missing = np.isnat(values)
+    return values.view("int64"), missing
+
+
+def _lookup(values: pd.Series, keys: np.ndarray, n: int) -> pd.Series:
+    """``values`` (indexed by keys in ``[0, n)``, as a ``groupby`` of codes gives) at each
+    key, missing where it has none (key -1 included), as ``values.reindex(keys)`` would."""
+    pos = np.full(n + 1, -1, dtype="int64")  # pos[-1] = pos[n]: key -1 finds nothing
+    pos[values.index.to_numpy()] = np.arange(len(values))
+    return pd.Series(values.array.take(pos[keys], allow_fill=True))
 
 
 def lead_steps(dataset: Dataset, *, as_of) -> tuple[str, ...]:
@@ -219,19 +337,89 @@ def _groups(frame: pd.DataFrame, by: str | None) -> pd.Series:
     return frame[by].astype("str").fillna(_MISSING).replace("", _MISSING)
 
 
+@memoized(dates=(), copy=False)
+def _group_codes(frame: pd.DataFrame, by: str | None) -> tuple[np.ndarray, list[str]]:
+    """:func:`_groups` as ``(codes, labels)``: labels sorted, ``labels[codes]`` per row.
+
+    Computed once per per-lead frame and ``by`` (a per-group loop then works on integer
+    positions instead of comparing millions of strings per group).
+    """
+    if by is None:
+        return np.zeros(len(frame), dtype="int64"), [ALL]
+    codes, uniques = pd.factorize(_groups(frame, by))
+    labels = [str(u) for u in uniques]
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels), dtype="int64")
+    rank[order] = np.arange(len(labels))
+    return rank[codes], [labels[i] for i in order]
+
+
+def _codes_of(built: _Leads | _Links, by: str | None) -> tuple[np.ndarray, list[str]]:
+    """:func:`_group_codes` of the per-lead rows, computed on the leads table when ``by`` is
+    one of its columns (so the funnel and the other sections share them)."""
+    if by is None or by in built.leads.columns:
+        return _group_codes(built.leads, by)
+    return _group_codes(built.frame, by)
+
+
+def _is_lead_column(leads: pd.DataFrame, by: str | None) -> bool:
+    """``by`` is None or a column of the leads table :func:`_check_by` accepts."""
+    return by is None or (
+        by in leads.columns and by != "_row" and not by.startswith(("reached_", "days_"))
+    )
+
+
+def _reached(built: _Leads | _Links, step: str) -> np.ndarray:
+    """Per lead: reached ``step`` or a later one."""
+    if isinstance(built, _Links):
+        return built.reached[step]
+    return _col(built.frame, f"reached_{step}")
+
+
+def _labels_at(labels, codes: np.ndarray) -> pd.Series:
+    """Text Series of ``labels[codes]`` (one Arrow take, not a Python string per row)."""
+    return pd.Series(list(labels), dtype="str").take(codes).reset_index(drop=True)
+
+
+def _by_size(codes: np.ndarray) -> list[int]:
+    """Group codes largest first, ties in order of appearance (as ``Series.value_counts``)."""
+    first = pd.unique(codes)
+    counts = np.bincount(codes)[first]
+    return list(pd.Series(counts, index=first).sort_values(ascending=False, kind="stable").index)
+
+
+def _period_codes(dates: pd.Series, freq: str) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """Per row, the code of its period's start among the sorted starts (-1: no date).
+
+    ``dates.dt.to_period(freq).dt.start_time`` computed on the distinct dates only.
+    """
+    dcodes, distinct = pd.factorize(dates)
+    starts = pd.Series(distinct).dt.to_period(freq).dt.start_time
+    scodes, periods = pd.factorize(starts, sort=True)
+    codes = np.where(dcodes >= 0, scodes[np.maximum(dcodes, 0)], -1) if len(scodes) else dcodes
+    return codes.astype("int64"), pd.DatetimeIndex(periods)
+
+
 def _check_step(steps, step: str, *, allow_lead: bool = False) -> None:
     allowed = [s for s in steps if allow_lead or s != _LEAD]
     if step not in allowed:
         raise ValueError(f"step={step!r} is not a funnel step here; use one of {allowed}")
 
 
-def _window(frame: pd.DataFrame, start, end) -> pd.DataFrame:
-    out = frame
+def _window(frame: pd.DataFrame, start, end) -> np.ndarray:
+    """Rows of leads created in ``[start, end]`` (every row when both are None)."""
+    keep = np.ones(len(frame), dtype=bool)
     if start is not None:
-        out = out[out["created_date"] >= to_timestamp(start, name="start")]
+        keep &= (frame["created_date"] >= to_timestamp(start, name="start")).to_numpy()
     if end is not None:
-        out = out[out["created_date"] <= to_timestamp(end, name="end")]
-    return out
+        keep &= (frame["created_date"] <= to_timestamp(end, name="end")).to_numpy()
+    return keep
+
+
+def _col(frame: pd.DataFrame, column: str, rows=None) -> np.ndarray:
+    """A column as a NumPy array, optionally at ``rows`` (mask or positions)."""
+    values = frame[column].to_numpy()
+    return values if rows is None else values[rows]
 
 
 # --------------------------------------------------------------------------- funnel
@@ -289,20 +477,24 @@ def compute_funnel(
     --------
     >>> compute_funnel(ds, as_of="2025-12-31")[["step", "count"]]  # doctest: +SKIP
     """
-    built = _build(dataset, as_of)
-    _check_by(built.frame, by)
-    frame = _window(built.frame, start, end)
-    if frame.empty:
+    # the counts need only which steps each lead reached, not the per-lead table
+    built = _links(dataset, as_of)
+    if not _is_lead_column(built.leads, by):  # a computed column, or none (the error)
+        built = _build(dataset, as_of)
+        _check_by(built.frame, by)
+    keep = _window(built.leads, start, end)
+    if not keep.any():
         raise InsufficientDataError("No lead was created in the chosen window; widen it.")
-    g = _groups(frame, by)
-    counts = frame[[f"reached_{s}" for s in built.steps]].groupby(g).sum()
-    counts.columns = list(built.steps)
+    codes, labels = _codes_of(built, by)
+    codes = codes[keep]
+    n = len(labels)
+    counts = {s: np.bincount(codes[_reached(built, s)[keep]], minlength=n) for s in built.steps}
     rows = []
-    for group, row in counts.iterrows():
-        prev = int(row[_LEAD])
+    for k in np.flatnonzero(counts[_LEAD]):  # groups with leads, sorted
+        prev = int(counts[_LEAD][k])
         for step in built.steps:
-            rows.append((group, step, int(row[step]), prev, int(row[_LEAD])))
-            prev = int(row[step])
+            rows.append((labels[k], step, int(counts[step][k]), prev, int(counts[_LEAD][k])))
+            prev = int(counts[step][k])
     out = pd.DataFrame(rows, columns=["group", "step", "count", "previous", "leads"])
     out["label"] = out["step"].map(step_label)
     s_low, s_high = wilson_interval(out["count"], out["previous"], confidence=confidence)
@@ -368,31 +560,40 @@ def compute_lead_yield(
     """
     built = _build(dataset, as_of)
     _check_by(built.frame, by)
-    frame = _window(built.frame, start, end)
-    if frame.empty:
+    keep = _window(built.frame, start, end)
+    if not keep.any():
         raise InsufficientDataError("No lead was created in the chosen window; widen it.")
+    frame = pd.DataFrame(
+        {
+            "opportunities": _col(built.frame, f"reached_{_OPP}", keep),
+            "wins": _col(built.frame, f"reached_{_WON}", keep),
+            "revenue": _col(built.frame, "revenue", keep),
+            "won_no_amount": _col(built.frame, "won_no_amount", keep),
+        }
+    )
     parts = []
     if by is not None:
-        parts.append(_yield_rows(frame, _groups(frame, by)))
-    total = _yield_rows(frame, pd.Series(ALL, index=frame.index, dtype="str"))
+        codes, labels = _codes_of(built, by)
+        parts.append(_yield_rows(frame, codes[keep], labels))
+    total = _yield_rows(frame, np.zeros(len(frame), dtype="int64"), [ALL])
     out = pd.concat([*parts, total], ignore_index=True) if parts else total
     return _add_yield_rates(out, confidence)
 
 
-def _yield_rows(frame: pd.DataFrame, g: pd.Series) -> pd.DataFrame:
+def _yield_rows(frame: pd.DataFrame, codes: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    """Leads, opportunities, wins, revenue per group code (``labels`` sorted)."""
     agg = (
-        frame.assign(_g=g.to_numpy())
-        .groupby("_g")
+        frame.groupby(codes)
         .agg(
-            leads=("lead_id", "size"),
-            opportunities=(f"reached_{_OPP}", "sum"),
-            wins=(f"reached_{_WON}", "sum"),
+            leads=("opportunities", "size"),
+            opportunities=("opportunities", "sum"),
+            wins=("wins", "sum"),
             revenue=("revenue", "sum"),
             won_no_amount=("won_no_amount", "sum"),
         )
         .sort_values("leads", ascending=False, kind="stable")
     )
-    agg.index.name = "group"
+    agg.index = pd.Index(np.asarray(labels, dtype=object)[agg.index], name="group")
     return agg.reset_index().astype(
         {"group": "str", "leads": "int64", "opportunities": "int64", "wins": "int64"}
     )
@@ -459,14 +660,15 @@ def compute_conversion_lags(
     _check_step(built.steps, step)
     _check_by(built.frame, by)
     frame = built.frame
-    days = frame[f"days_{step}"]
-    keep = days.notna() & frame[f"reached_{step}"]
+    days = _col(frame, f"days_{step}")
+    keep = ~np.isnan(days) & _col(frame, f"reached_{step}")
+    codes, labels = _codes_of(built, by)
     return pd.DataFrame(
         {
-            "group": _groups(frame, by)[keep].to_numpy(),
-            "lead_id": frame["lead_id"][keep].to_numpy(),
-            "created_date": frame["created_date"][keep].to_numpy(),
-            "days": days[keep].to_numpy(dtype="float64"),
+            "group": _labels_at(labels, codes[keep]),
+            "lead_id": frame["lead_id"][keep].reset_index(drop=True),
+            "created_date": _col(frame, "created_date", keep),
+            "days": days[keep],
         }
     ).astype({"group": "str", "lead_id": "str"})
 
@@ -507,18 +709,21 @@ def compute_time_to_convert(
     _check_step(built.steps, step)
     _check_by(built.frame, by)
     frame = built.frame
-    reached = frame[f"reached_{step}"]
+    reached = _col(frame, f"reached_{step}")
     if not reached.any():
         raise InsufficientDataError(
             f"No lead has reached {step_label(step)} yet, so there is no time to convert."
         )
-    parts = [(by, _groups(frame, by))] if by is not None else []
-    parts.append((None, pd.Series(ALL, index=frame.index, dtype="str")))
+    days = _col(frame, f"days_{step}", reached)
+    splits = [(_codes_of(built, by), False)] if by is not None else []
+    splits.append(((np.zeros(len(frame), dtype="int64"), [ALL]), True))
     rows = []
-    for _, g in parts:
-        sub = frame.assign(_g=g.to_numpy())[reached]
-        for group, grp in sub.groupby("_g", sort=False):
-            d = grp[f"days_{step}"].dropna()
+    for (codes, labels), is_total in splits:
+        codes = codes[reached]
+        for k in pd.unique(codes):  # groups in order of appearance
+            group = labels[k]
+            in_group = days[codes == k]
+            d = pd.Series(in_group[~np.isnan(in_group)])
             q = d.quantile([0.25, 0.5, 0.75, 0.9]) if len(d) else pd.Series([np.nan] * 4)
             rows.append(
                 {
@@ -529,8 +734,8 @@ def compute_time_to_convert(
                     "p75_days": float(q.iloc[2]),
                     "p90_days": float(q.iloc[3]),
                     "mean_days": float(d.mean()) if len(d) else np.nan,
-                    "skipped": int(len(grp) - len(d)),
-                    "_total": group == ALL and _ is None,
+                    "skipped": int(len(in_group) - len(d)),
+                    "_total": group == ALL and is_total,
                 }
             )
     out = pd.DataFrame(rows).sort_values(["_total", "median_days"], kind="stable")
@@ -540,13 +745,38 @@ def compute_time_to_convert(
 # --------------------------------------------------------------------------- cohorts (censored)
 
 
-def _km_inputs(frame: pd.DataFrame, step: str) -> tuple[np.ndarray, np.ndarray, pd.Series]:
-    """Durations (days to the step, or age when not reached) and events, for dated leads."""
-    days = frame[f"days_{step}"]
-    event = frame[f"reached_{step}"] & days.notna()
-    dur = days.where(event, frame["age"])
-    ok = dur.notna() & (dur >= 0) & ~(frame[f"reached_{step}"] & days.isna())
-    return dur[ok].to_numpy(dtype="float64"), event[ok].to_numpy(dtype=bool), ok
+def _km_arrays(frame: pd.DataFrame, step: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per lead: duration (days to the step, or age when not reached), event, usable.
+
+    A lead is usable when its duration is known and non-negative and it did not reach
+    the step without a date; ``dur[ok], event[ok]`` of a set of leads are the inputs of
+    :func:`~pipeline_lib.stats.kaplan_meier`.
+    """
+    days = _col(frame, f"days_{step}")
+    reached = _col(frame, f"reached_{step}")
+    event = reached & ~np.isnan(days)
+    dur = np.where(event, days, frame["age"].to_numpy(dtype="float64", na_value=np.nan))
+    ok = ~np.isnan(dur) & (dur >= 0) & ~(reached & np.isnan(days))
+    return dur, event, ok
+
+
+def _km_at(km: tuple[np.ndarray, np.ndarray, np.ndarray], rows) -> tuple[np.ndarray, np.ndarray]:
+    """Durations and events of the usable leads among ``rows``."""
+    dur, event, ok = (a[rows] for a in km)
+    return dur[ok], event[ok]
+
+
+def _blocks(*keys: np.ndarray) -> list[np.ndarray]:
+    """Row positions per distinct key combination, sorted by the keys (first key first),
+    each in row order."""
+    if not len(keys[0]):
+        return []
+    order = np.lexsort(keys[::-1])  # stable
+    change = np.zeros(len(order), dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[order][1:] != k[order][:-1]
+    return np.split(order, np.flatnonzero(change)[1:])
 
 
 def _check_freq(freq: str) -> str:
@@ -610,22 +840,26 @@ def compute_cohort_conversion(
     built = _build(dataset, as_of)
     _check_step(built.steps, step)
     _check_by(built.frame, by)
-    frame = built.frame[built.frame["created_date"].notna()]
-    if frame.empty:
+    frame = built.frame
+    dated = np.flatnonzero(frame["created_date"].notna().to_numpy())
+    if not len(dated):
         raise InsufficientDataError("No lead has a created date, so there are no cohorts.")
     ages = np.arange(0, max_age_days + 1, age_step_days, dtype="float64")
-    cohort = frame["created_date"].dt.to_period(freq).dt.start_time
-    g = _groups(frame, by)
+    cohorts, starts = _period_codes(frame["created_date"], freq)
+    codes, labels = _codes_of(built, by)
+    km_in = _km_arrays(frame, step)
+    reached = _col(frame, f"reached_{step}")
     parts = []
-    for (group, start), sub in frame.groupby([g, cohort], sort=True):
-        dur, ev, ok = _km_inputs(sub, step)
+    for block in _blocks(codes[dated], cohorts[dated]):  # by group, then cohort
+        rows = dated[block]
+        dur, ev = _km_at(km_in, rows)
         km = kaplan_meier(dur, ev, at=ages, confidence=confidence)
-        n, conv = len(sub), int(sub[f"reached_{step}"].sum())
+        n, conv = len(rows), int(reached[rows].sum())
         parts.append(
             pd.DataFrame(
                 {
-                    "group": group,
-                    "cohort": start,
+                    "group": labels[codes[rows[0]]],
+                    "cohort": starts[cohorts[rows[0]]],
                     "leads": n,
                     "converted": conv,
                     "naive_rate": conv / n,
@@ -688,27 +922,31 @@ def compute_conversion_at_age(
     built = _build(dataset, as_of)
     _check_step(built.steps, step)
     _check_by(built.frame, by)
-    frame = built.frame[built.frame["created_date"].notna()]
-    if frame.empty:
+    frame = built.frame
+    dated = np.flatnonzero(frame["created_date"].notna().to_numpy())
+    if not len(dated):
         raise InsufficientDataError("No lead has a created date, so ages are unknown.")
-    splits = [_groups(frame, by)] if by is not None else []
-    splits.append(pd.Series(ALL, index=frame.index, dtype="str"))
+    km_in = _km_arrays(frame, step)
+    reached = _col(frame, f"reached_{step}")
+    within = reached & (_col(frame, f"days_{step}") <= age_days)
+    mature = frame["age"].to_numpy(dtype="float64", na_value=np.nan) >= age_days
+    splits = [_codes_of(built, by)] if by is not None else []
+    splits.append((np.zeros(len(frame), dtype="int64"), [ALL]))
     rows = []
-    for g in splits:
-        order = g.value_counts(sort=True).index
-        for group in order:
-            sub = frame[g == group]
-            dur, ev, _ = _km_inputs(sub, step)
+    for codes, labels in splits:
+        codes = codes[dated]
+        for k in _by_size(codes):  # largest group first
+            sub = dated[codes == k]
+            dur, ev = _km_at(km_in, sub)
             km = kaplan_meier(dur, ev, at=[age_days], confidence=confidence).iloc[0]
-            mature = sub[sub["age"] >= age_days]
-            m_conv = int((mature[f"reached_{step}"] & (mature[f"days_{step}"] <= age_days)).sum())
+            old = sub[mature[sub]]
             rows.append(
                 {
-                    "group": group,
+                    "group": labels[k],
                     "leads": len(sub),
-                    "converted": int(sub[f"reached_{step}"].sum()),
-                    "mature_leads": len(mature),
-                    "mature_converted": m_conv,
+                    "converted": int(reached[sub].sum()),
+                    "mature_leads": len(old),
+                    "mature_converted": int(within[old].sum()),
                     "km_rate": km["share"],
                     "km_low": km["low"],
                     "km_high": km["high"],
@@ -730,7 +968,7 @@ def compute_conversion_at_age(
 # --------------------------------------------------------------------------- inverse funnel
 
 
-def _lead_costs_by_group(ds: Dataset, frame: pd.DataFrame, by: str, start, end) -> pd.Series:
+def _lead_costs_by_group(ds: Dataset, by: str, start, end) -> pd.Series:
     """Spend per group in (start, end] (periods by their first day); empty without costs."""
     costs = ds.table("lead_costs")
     if costs is None or by != "source" or costs.empty:
@@ -842,43 +1080,55 @@ def compute_leads_required(
     ds, _ = _snapshot(dataset, ts)
     built = _build(ds, ts)
     _check_by(built.frame, by)
-    frame = built.frame[built.frame["created_date"].notna()]
-    g = _groups(frame, by)
+    frame = built.frame
+    is_dated = frame["created_date"].notna().to_numpy()
+    dated = np.flatnonzero(is_dated)
+    codes, labels = _codes_of(built, by)
+    codes = codes[dated]
     mix_start = ts - pd.Timedelta(days=mix_days)
-    recent = frame["created_date"] > mix_start
+    recent = (frame["created_date"] > mix_start).to_numpy()[dated]
     if not recent.any():
         raise InsufficientDataError(
             f"No lead was created in the {mix_days} days before {ts.date()}, so there is no "
             "current mix; widen the date filter, raise mix_days or pick an as_of inside "
             "the data."
         )
-    if not frame[f"reached_{_WON}"].any():
+    reached_won = _col(frame, f"reached_{_WON}")
+    if not reached_won[dated].any():
         raise InsufficientDataError(
             "No lead has a won deal yet, so the leads needed per win cannot be estimated."
         )
-    mix = g[recent].value_counts()
+    mix_codes = _by_size(codes[recent])  # as value_counts: largest first
+    mix = pd.Series(np.bincount(codes[recent])[mix_codes], index=[labels[k] for k in mix_codes])
     groups = list(mix.index)
     opps = ds.opportunities
-    won_opps = opps[(opps["status"] == schema.WON) & opps["lead_id"].isin(frame["lead_id"])]
-    group_of_lead = pd.Series(g.to_numpy(), index=frame["lead_id"].to_numpy())
-    won_group = won_opps["lead_id"].map(group_of_lead)
+    lead = built.opp_lead
+    won = opps["status"].eq(schema.WON).to_numpy(dtype=bool, na_value=False) & (lead >= 0)
+    won &= is_dated[np.maximum(lead, 0)]  # won deals of dated leads
+    won_group = np.full(len(frame), -1, dtype="int64")
+    won_group[dated] = codes
+    won_group = won_group[lead[won]]
+    won_amount = opps["amount"].to_numpy(dtype="float64", na_value=np.nan)[won]
+    km_in = _km_arrays(frame, _WON)
+    days_won = _col(frame, f"days_{_WON}")
     rows = []
     amounts: dict[str, np.ndarray] = {}
-    for grp in groups:
-        sub = frame[g == grp]
-        dur, ev, _ = _km_inputs(sub, _WON)
+    for grp, k in zip(groups, mix_codes, strict=True):
+        sub = dated[codes == k]
+        dur, ev = _km_at(km_in, sub)
         horizon = min(float(horizon_days), float(dur.max()) if len(dur) else 0.0)
         km = kaplan_meier(dur, ev, at=[horizon], confidence=0.95).iloc[0]
-        amt = won_opps.loc[won_group == grp, "amount"].dropna().to_numpy(dtype="float64")
+        amt = won_amount[won_group == k]
+        amt = amt[~np.isnan(amt)]
         amounts[grp] = amt
-        lags = sub.loc[sub[f"reached_{_WON}"], f"days_{_WON}"].dropna()
+        lags = pd.Series(days_won[sub[reached_won[sub]]]).dropna()
         rows.append(
             {
                 "group": grp,
                 "mix_share": mix[grp] / mix.sum(),
                 "leads_recent": int(mix[grp]),
                 "leads_history": len(sub),
-                "wins_history": int(sub[f"reached_{_WON}"].sum()),
+                "wins_history": int(reached_won[sub].sum()),
                 "win_rate": float(km["share"]) if not np.isnan(km["share"]) else 0.0,
                 "win_low": km["low"],
                 "win_high": km["high"],
@@ -911,13 +1161,13 @@ def compute_leads_required(
     out["leads_low"] = out["mix_share"] * lo
     out["leads_high"] = out["mix_share"] * hi
 
-    all_lags = frame.loc[frame[f"reached_{_WON}"], f"days_{_WON}"].dropna()
+    all_lags = pd.Series(days_won[dated[reached_won[dated]]]).dropna()
     total = {
         "group": ALL,
         "mix_share": 1.0,
         "leads_recent": int(mix.sum()),
-        "leads_history": len(frame),
-        "wins_history": int(frame[f"reached_{_WON}"].sum()),
+        "leads_history": len(dated),
+        "wins_history": int(reached_won[dated].sum()),
         "win_rate": float((out["mix_share"] * out["win_rate"]).sum()),
         "win_low": np.nan,
         "win_high": np.nan,
@@ -937,7 +1187,7 @@ def compute_leads_required(
     out["needed_per_week"] = (out["leads_needed"] / weeks.where(weeks > 0)).astype("float64")
     out["current_per_week"] = out["leads_recent"] / (mix_days / 7)
     out["leads_at_current_pace"] = out["current_per_week"] * weeks.clip(lower=0)
-    spend = _lead_costs_by_group(ds, frame, by, mix_start, ts)
+    spend = _lead_costs_by_group(ds, by, mix_start, ts)
     if len(spend):
         cpl = out["group"].map(spend) / out["leads_recent"]
         cpl = cpl.where(out["group"] != ALL, spend.sum() / mix.sum())
@@ -1170,21 +1420,39 @@ def compute_cost_return(
             f"No lead spend is recorded on or before {ts.date()}, so cost per lead, per win "
             "and return on spend cannot be computed; choose a later as_of."
         )
-    frame = built.frame[built.frame["created_date"].notna()]
-    src = _groups(frame, "source")
+    frame = built.frame
+    dated = frame["created_date"].notna().to_numpy()
+    codes, labels = _codes_of(built, "source")
     if freq is None:
-        lead_period = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+        period_codes = np.zeros(len(frame), dtype="int64")
+        periods = pd.DatetimeIndex([pd.NaT], dtype="datetime64[ns]")
         cost_period = pd.Series(pd.NaT, index=costs.index, dtype="datetime64[ns]")
     else:
-        lead_period = frame["created_date"].dt.to_period(freq).dt.start_time
+        period_codes, periods = _period_codes(frame["created_date"], freq)
         cost_period = costs["period"].dt.to_period(freq).dt.start_time
-    keys_l = [src.rename("source"), lead_period.rename("period")]
-    agg = frame.groupby(keys_l, dropna=False).agg(
-        leads=("lead_id", "size"),
-        opportunities=(f"reached_{_OPP}", "sum"),
-        wins=(f"reached_{_WON}", "sum"),
+    counts = pd.DataFrame(
+        {
+            "opportunities": _col(frame, f"reached_{_OPP}", dated),
+            "wins": _col(frame, f"reached_{_WON}", dated),
+            "revenue": _col(frame, "revenue", dated),
+        }
+    )
+    # one integer key per (source, period); then the few groups get their labels
+    key = codes[dated] * len(periods) + period_codes[dated]
+    agg = counts.groupby(key).agg(
+        leads=("opportunities", "size"),
+        opportunities=("opportunities", "sum"),
+        wins=("wins", "sum"),
         revenue=("revenue", "sum"),
     )
+    key = agg.index.to_numpy()
+    source = pd.Series(np.asarray(labels, dtype=object)[key // len(periods)], dtype="str")
+    period = pd.Series(periods.take(key % len(periods)))
+    agg = (
+        agg.reset_index(drop=True)
+        .groupby([source.rename("source"), period.rename("period")], dropna=False)
+        .sum()
+    )  # one row per group: the same numbers, indexed as a groupby on the labels
     c_src = costs["source"].astype("str").fillna(_MISSING).rename("source")
     spend = costs.groupby([c_src, cost_period.rename("period")], dropna=False)["cost"].sum()
     out = agg.join(spend.rename("cost"), how="outer").reset_index()
@@ -1276,74 +1544,87 @@ def compute_open_leads(
     built = _build(ds, ts)
     _check_step(built.steps, step)
     _check_by(built.frame, by)
-    frame = built.frame[built.frame["created_date"].notna()]
-    g = _groups(frame, by)
-    reached = frame[f"reached_{step}"]
-    if not reached.any():
+    frame = built.frame
+    is_dated = frame["created_date"].notna().to_numpy()
+    dated = np.flatnonzero(is_dated)
+    reached = _col(frame, f"reached_{step}")
+    if not reached[dated].any():
         raise InsufficientDataError(
             f"No lead has reached {step_label(step)} yet, so there is no usual time to "
             "convert to compare open leads with."
         )
-    all_lags = frame.loc[reached, f"days_{step}"].dropna()
+    days = _col(frame, f"days_{step}")
+    all_lags = pd.Series(days[dated[reached[dated]]]).dropna()
+    codes_all, labels = _codes_of(built, by)
+    codes = codes_all[dated]
     opps = ds.opportunities
-    closed = opps[opps["status"].isin([schema.WON, schema.LOST]) & opps["lead_id"].notna()]
-    lead_group = pd.Series(g.to_numpy(), index=frame["lead_id"].to_numpy())
-    closed = closed.assign(_g=closed["lead_id"].map(lead_group)).dropna(subset=["_g"])
-    opp_win = (closed["status"] == schema.WON).groupby(closed["_g"]).mean()
-    overall_win = float((closed["status"] == schema.WON).mean()) if len(closed) else np.nan
+    lead = built.opp_lead
+    status = opps["status"]
+    closed = (status.eq(schema.WON) | status.eq(schema.LOST)).to_numpy(dtype=bool, na_value=False)
+    closed = closed & (lead >= 0) & is_dated[np.maximum(lead, 0)]  # closed deals of dated leads
+    closed_group = codes_all[lead[closed]]
+    closed_won = status.eq(schema.WON).to_numpy(dtype=bool, na_value=False)[closed]
+    n_closed = np.bincount(closed_group, minlength=len(labels))
+    n_won = np.bincount(closed_group[closed_won], minlength=len(labels))
+    overall_win = float(closed_won.sum() / len(closed_won)) if len(closed_won) else np.nan
+    km_in = _km_arrays(frame, step)
+    age = frame["age"].to_numpy(dtype="float64", na_value=np.nan)
     steps = built.steps
     upto = steps[: steps.index(step)]
-    parts = []
-    for grp, sub in frame.groupby(g, sort=False):
-        lags = sub.loc[sub[f"reached_{step}"], f"days_{step}"].dropna()
+    step_names = [step_label(s) for s in upto]
+    last_step = np.zeros(len(frame), dtype="int64")  # the lead's last step reached
+    for i, s in enumerate(upto[1:], start=1):
+        last_step[_col(frame, f"reached_{s}")] = i
+    parts: list[tuple] = []
+    usual_days, stale_days = np.zeros(len(labels)), np.zeros(len(labels))
+    win_rate = np.zeros(len(labels))
+    for k in pd.unique(codes):  # groups in order of appearance
+        sub = dated[codes == k]
+        lags = pd.Series(days[sub[reached[sub]]]).dropna()
         ref = lags if len(lags) >= min_converted else all_lags
         usual, stale_after = float(ref.median()), float(ref.quantile(stale_quantile))
-        dur, ev, _ = _km_inputs(sub, step)
-        open_ = sub[~sub[f"reached_{step}"]]
-        if open_.empty:
+        usual_days[k], stale_days[k] = usual, stale_after
+        dur, ev = _km_at(km_in, sub)
+        open_ = sub[~reached[sub]]
+        if not len(open_):
             continue
-        ages = open_["age"].to_numpy(dtype="float64")
-        f_age = kaplan_meier(dur, ev, at=ages)["share"].to_numpy()
+        ages = age[open_]
+        distinct, at = np.unique(ages, return_inverse=True)  # the curve at each distinct age
+        f_age = kaplan_meier(dur, ev, at=distinct)["share"].to_numpy()[at]
         f_h = kaplan_meier(dur, ev, at=[min(horizon_days, dur.max())])["share"].iloc[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             p_conv = np.where(ages >= horizon_days, 0.0, np.clip((f_h - f_age) / (1 - f_age), 0, 1))
         p_conv = np.nan_to_num(p_conv, nan=0.0)
-        win = 1.0 if step == _WON else float(opp_win.get(grp, overall_win))
-        last = pd.Series(_LEAD, index=open_.index, dtype="str")
-        for s in upto[1:]:
-            last = last.where(~open_[f"reached_{s}"], s)
-        state = np.select(
-            [ages <= usual, ages <= stale_after, ages <= horizon_days],
-            ["fresh", "ageing", "stale"],
-            "expired",
-        )
-        parts.append(
-            pd.DataFrame(
-                {
-                    "lead_id": open_["lead_id"].to_numpy(),
-                    "group": grp,
-                    "created_date": open_["created_date"].to_numpy(),
-                    "age_days": open_["age"].to_numpy(dtype="int64"),
-                    "last_step": last.map(step_label).to_numpy(),
-                    "usual_days": usual,
-                    "stale_after_days": stale_after,
-                    "state": state,
-                    "p_convert": p_conv,
-                    "p_win": p_conv * (0.0 if np.isnan(win) else win),
-                }
-            )
-        )
+        win = 1.0 if step == _WON else (n_won[k] / n_closed[k] if n_closed[k] else overall_win)
+        state = np.select([ages <= usual, ages <= stale_after, ages <= horizon_days], [0, 1, 2], 3)
+        win_rate[k] = 0.0 if np.isnan(win) else float(win)
+        parts.append((k, open_, state.astype("int8"), p_conv))
     cols = ["lead_id", "group", "created_date", "age_days", "last_step", "usual_days"]
     cols += ["stale_after_days", "state", "p_convert", "p_win"]
     if not parts:
         return pd.DataFrame({c: [] for c in cols})
-    out = pd.concat(parts, ignore_index=True)
-    out = out.sort_values(["p_win", "age_days"], ascending=[False, True], kind="stable")
-    return (
-        out[cols]
-        .reset_index(drop=True)
-        .astype({"lead_id": "str", "group": "str", "state": "str", "last_step": "str"})
+    group = np.repeat([p[0] for p in parts], [len(p[1]) for p in parts])
+    rows, state, p_conv = (np.concatenate(a) for a in list(zip(*parts, strict=True))[1:])
+    p_win = p_conv * win_rate[group]
+    age_days = age[rows].astype("int64")
+    order = np.lexsort((age_days, -p_win))  # highest p_win first, then youngest; stable
+    rows, group = rows[order], group[order]
+    out = pd.DataFrame(
+        {
+            "lead_id": frame["lead_id"].take(rows).reset_index(drop=True),
+            "group": _labels_at(labels, group),
+            "created_date": _col(frame, "created_date", rows),
+            "age_days": age_days[order],
+            "last_step": _labels_at(step_names, last_step[rows]),
+            "usual_days": usual_days[group],
+            "stale_after_days": stale_days[group],
+            "state": _labels_at(["fresh", "ageing", "stale", "expired"], state[order]),
+            "p_convert": p_conv[order],
+            "p_win": p_win[order],
+        },
+        copy=False,  # fresh arrays
     )
+    return out[cols].astype({"lead_id": "str", "group": "str", "state": "str", "last_step": "str"})
 
 
 def compute_open_lead_summary(open_leads: pd.DataFrame, *, confidence: float = 0.95):
@@ -1375,22 +1656,28 @@ def compute_open_lead_summary(open_leads: pd.DataFrame, *, confidence: float = 0
     if missing:
         raise ValueError(f"open_leads lacks columns {missing}; pass compute_open_leads output")
     z = _st.norm.ppf(0.5 + confidence / 2)
-    frame = open_leads.assign(_var=open_leads["p_win"] * (1 - open_leads["p_win"]))
+    p_win = open_leads["p_win"].to_numpy()
+    var = (open_leads["p_win"] * (1 - open_leads["p_win"])).to_numpy()
+    p_convert = open_leads["p_convert"].to_numpy()
     states = ["fresh", "ageing", "stale", "expired"]
+    state = _index_in(open_leads["state"], pd.Index(states))
 
-    def summarise(sub: pd.DataFrame) -> dict:
-        counts = sub["state"].value_counts()
-        ew, sd = float(sub["p_win"].sum()), float(np.sqrt(sub["_var"].sum()))
+    def summarise(rows) -> dict:
+        in_rows = state[rows]
+        counts = np.bincount(in_rows[in_rows >= 0], minlength=len(states))
+        ew = float(pd.Series(p_win[rows]).sum())
+        sd = float(np.sqrt(pd.Series(var[rows]).sum()))
         return {
-            "open_leads": len(sub),
-            **{s: int(counts.get(s, 0)) for s in states},
-            "expected_opportunities": float(sub["p_convert"].sum()),
+            "open_leads": len(p_win[rows]),
+            **{s: int(counts[i]) for i, s in enumerate(states)},
+            "expected_opportunities": float(pd.Series(p_convert[rows]).sum()),
             "expected_wins": ew,
             "wins_low": max(0.0, ew - z * sd),
             "wins_high": ew + z * sd,
         }
 
-    rows = [{"group": grp, **summarise(sub)} for grp, sub in frame.groupby("group", sort=False)]
+    codes, groups = pd.factorize(open_leads["group"])  # in order of appearance
+    rows = [{"group": grp, **summarise(codes == k)} for k, grp in enumerate(groups)]
     rows.sort(key=lambda r: -r["open_leads"])
-    rows.append({"group": ALL, **summarise(frame)})
+    rows.append({"group": ALL, **summarise(slice(None))})
     return pd.DataFrame(rows).astype({"group": "str"})

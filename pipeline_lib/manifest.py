@@ -21,6 +21,7 @@ from typing import Any
 from . import config
 from .errors import PipelineError
 from .params import Job
+from .publishing import ReportWriteError
 from .results import MANIFEST_NAME, NotebookResult
 
 __all__ = ["input_fingerprints", "write_manifest"]
@@ -64,6 +65,14 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    """The sha256 of a file the run read, or None when it is gone or unreadable now."""
+    try:
+        return _sha256(path)
+    except OSError:
+        return None
 
 
 def _fingerprint(path: Path) -> dict[str, Any]:
@@ -215,7 +224,7 @@ def input_fingerprints(jobs: list[Job]) -> dict[str, dict[str, Any]]:
 def _notebook_entry(job: Job, result: NotebookResult) -> dict[str, Any]:
     return {
         "source": str(job.path),
-        "source_sha256": _sha256(job.path),
+        "source_sha256": _sha256_or_none(job.path),
         "parameters": job.parameters,
         "status": result.status,
         "seconds": round(result.seconds, 3),
@@ -270,6 +279,11 @@ def write_manifest(
     -------
     Path
         The manifest written.
+
+    Raises
+    ------
+    ReportWriteError
+        If it cannot be written.
     """
     by_name = {r.name: r for r in results}
     manifest = {
@@ -281,12 +295,15 @@ def write_manifest(
         "seconds": round(seconds, 3),
         "host": platform.node(),
         "params_file": str(params_path),
-        "params_sha256": _sha256(params_path),
+        "params_sha256": _sha256_or_none(params_path),
         "settings": settings,
         "notebooks": {job.name: _notebook_entry(job, by_name[job.name]) for job in jobs},
         "versions": _versions(),
         "inputs": inputs,
     }
     path = build_dir / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ReportWriteError.from_os_error(exc, doing=f"write {path}", path=path) from exc
     return path

@@ -87,14 +87,24 @@ def _alive(refs: tuple, objs: tuple) -> bool:
 
 
 def _evict() -> None:
-    """Drop entries whose tables are gone, then the oldest beyond :data:`_SIZE`."""
-    dead = [
-        k for k, (refs, _) in _entries.items() if any(r is not None and r() is None for r in refs)
-    ]
-    for k in dead:
-        del _entries[k]
-    while len(_entries) > _SIZE:
-        _entries.popitem(last=False)
+    """Drop entries whose tables are gone, then the oldest beyond :data:`_SIZE`.
+
+    Dropping an entry can free a snapshot whose own tables keyed other entries, so the
+    sweep repeats until nothing more dies.
+    """
+    while True:
+        dead = [
+            k
+            for k, (refs, _) in _entries.items()
+            if any(r is not None and r() is None for r in refs)
+        ]
+        for k in dead:
+            del _entries[k]
+        over = len(_entries) > _SIZE
+        while len(_entries) > _SIZE:
+            _entries.popitem(last=False)
+        if not dead and not over:
+            return
 
 
 def memoized(*, dates: tuple[str, ...] = ("as_of",), copy: bool = True):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "ParseResult",
@@ -160,10 +162,130 @@ def clean_text(values: pd.Series) -> pd.Series:
     >>> clean_text(pd.Series([" a\\u00a0b ", "", None])).tolist()
     ['a b', nan, nan]
     """
+    if _is_arrow_text(values) and _already_clean(values):
+        return pd.Series(values.array, index=values.index, name=values.name, dtype="str")
     codes, uniq = _factorize_clean(values)
     arr = pd.array(uniq, dtype="str")
     out = _take(arr, codes, None)
     return pd.Series(out, index=values.index, name=values.name, dtype="str")
+
+
+def _is_arrow_text(values: pd.Series | pd.Index) -> bool:
+    """True for the pandas ``str`` dtype backed by pyarrow."""
+    dtype = values.dtype
+    return (
+        isinstance(dtype, pd.StringDtype)
+        and dtype.storage == "pyarrow"
+        and dtype.na_value is np.nan
+    )
+
+
+#: Characters :func:`clean_text` drops or replaces (RE2 syntax for pyarrow).
+_UNCLEAN_CHARS = _ZERO_WIDTH[:-1] + _ODD_SPACES[1:]
+
+
+def _ascii_stripped() -> np.ndarray:
+    """Which byte values ``utf8_trim_whitespace`` (``Series.str.strip``) strips, < 128."""
+    probe = pa.array([f"{chr(b)}x{chr(b)}" for b in range(128)], type=pa.large_string())
+    kept = np.asarray(pc.binary_length(pc.utf8_trim_whitespace(probe)))
+    table = np.zeros(256, dtype=bool)
+    table[:128] = kept != 3
+    return table
+
+
+_STRIPPED = _ascii_stripped()
+
+
+def _ascii_clean(arr: pa.Array | pa.ChunkedArray) -> bool | None:
+    """:func:`_already_clean` for plain-ASCII text, read off the arrow buffers: no empty
+    cell, no strippable first or last character. ``None`` when a cell is not ASCII."""
+    for chunk in arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]:
+        if len(chunk) == 0:
+            continue
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64)
+        offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else None
+        if data is None or offsets[-1] == offsets[0]:
+            data = np.zeros(1, dtype=np.uint8)
+        elif data[offsets[0] : offsets[-1]].max() >= 0x80:
+            return None
+        first, last = offsets[:-1], offsets[1:] - 1
+        filled = first <= last
+        if not filled.all():
+            valid = np.asarray(chunk.is_valid()) if chunk.null_count else True
+            if (valid & ~filled).any():
+                return False  # an empty cell
+            first, last = first[filled], last[filled]
+        if _STRIPPED[data[first]].any() or _STRIPPED[data[last]].any():
+            return False
+    return True
+
+
+def _already_clean(values: pd.Series) -> bool:
+    """True when :func:`clean_text` would change nothing in an arrow text column: no
+    empty cell, no zero-width or odd space, nothing to strip (one vectorised pass instead
+    of hashing every distinct value)."""
+    arr = pa.array(values.array)
+    ascii_clean = _ascii_clean(arr)
+    if ascii_clean is not None:
+        return ascii_clean
+    # some text is not ASCII: the general (slower) checks
+    lengths = pc.binary_length(arr)
+    if pc.any(pc.equal(lengths, 0)).as_py():
+        return False
+    if pc.any(pc.match_substring_regex(arr, _UNCLEAN_CHARS)).as_py():
+        return False
+    # the same strip as ``Series.str.strip`` on this dtype; it only ever shortens
+    trimmed = pc.binary_length(pc.utf8_trim_whitespace(arr))
+    return pc.all(pc.equal(trimmed, lengths)).as_py() is not False
+
+
+def _has_duplicates(values: pd.Series, *, missing: bool = True) -> bool:
+    """True when a value repeats (``missing=False``: a filled-in value repeats).
+
+    Ids usually come sorted: a column that strictly increases has no repeat, found in one
+    pass instead of hashing every value.
+    """
+    if _is_arrow_text(values) and len(values) > 1:
+        arr = pa.array(values.array)
+        if arr.null_count == 0 and pc.all(pc.greater(arr[1:], arr[:-1])).as_py():
+            return False
+    if missing:
+        return bool(values.duplicated().any())
+    return bool((values.duplicated() & values.notna()).any())
+
+
+def _isin(values: pd.Series, allowed) -> np.ndarray:
+    """``values.isin(allowed)`` as a bool array, fast for text against many values.
+
+    pandas' ``isin`` on the arrow ``str`` dtype turns every allowed value into a Python
+    object first (seconds for a million ids); here two arrow text columns are compared
+    in arrow, hashing the smaller side. Missing matches missing when ``allowed`` holds
+    one, as in pandas.
+    """
+    if (
+        isinstance(allowed, pd.Series | pd.Index)
+        and _is_arrow_text(values)
+        and _is_arrow_text(allowed)
+    ):
+        arr = pa.array(values.array)
+        value_set = pa.array(allowed.array)
+        if value_set.type != arr.type:
+            value_set = value_set.cast(arr.type)
+        if len(value_set) <= 2 * len(arr):
+            return np.asarray(pc.is_in(arr, value_set=value_set), dtype=bool)
+        # many more allowed values (ids of a big table): hash the distinct values instead
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        encoded = pc.dictionary_encode(arr)
+        n = len(encoded.dictionary)
+        seen = pc.index_in(value_set, value_set=encoded.dictionary).fill_null(n)
+        hit = np.zeros(n + 1, dtype=bool)
+        hit[np.asarray(seen)] = True
+        hit[n] = value_set.null_count > 0  # slot n: missing values
+        return hit[np.asarray(encoded.indices.fill_null(n))]
+    return values.isin(allowed).to_numpy(dtype=bool)
 
 
 def normalize_key(value: str) -> str:
@@ -451,8 +573,10 @@ def _parse_numeric(values: pd.Series, decimal: str, allow_currency: bool) -> Par
     mask = pd.Series(invalid, index=values.index, name=values.name, dtype=bool)
     currency = None
     if allow_currency:
-        cur = _take(cur_u, codes, None)
-        if typed is not None:
+        if typed is None:  # per distinct text, then taken as text (no Python objects)
+            cur = pd.array(cur_u, dtype="str").take(codes, allow_fill=True)
+        else:
+            cur = _take(cur_u, codes, None)
             cur[typed] = None
         currency = pd.Series(cur, index=values.index, name=values.name, dtype="str")
     return ParseResult(result, mask, currency, note)
@@ -860,8 +984,36 @@ def _parse_date_uniques(uniq: pd.Series, counts: np.ndarray, dayfirst) -> tuple[
     return out, "; ".join(notes)
 
 
+_DAY_NS = 86_400 * 10**9
+_FIRST_NS = pd.Timestamp(f"{_MIN_YEAR}-01-01").value
+_AFTER_LAST_NS = pd.Timestamp(f"{_MAX_YEAR + 1}-01-01").value
+
+
+def _midnights_in_range(values: pd.Series) -> bool:
+    """True for tz-naive ``datetime64[ns]`` dates at midnight within the supported years:
+    :func:`_to_naive_ns` would give them back unchanged."""
+    if values.dtype != np.dtype("datetime64[ns]"):
+        return False
+    stamps = values.to_numpy().view(np.int64)
+    if not len(stamps):
+        return True
+    if stamps.min() == np.iinfo(np.int64).min:  # NaT
+        stamps = stamps[stamps != np.iinfo(np.int64).min]
+        if not len(stamps):
+            return True
+    in_range = stamps.min() >= _FIRST_NS and stamps.max() < _AFTER_LAST_NS
+    return bool(in_range and not (stamps % _DAY_NS).any())
+
+
 def _datetime_passthrough(values: pd.Series) -> ParseResult:
     filled = values.notna().to_numpy()
+    if _midnights_in_range(values):  # typed dates as Parquet gives them: nothing to do
+        return ParseResult(
+            values.copy(deep=False),
+            pd.Series(np.zeros(len(values), dtype=bool), index=values.index, name=values.name),
+            None,
+            "already dates",
+        )
     out = _to_naive_ns(values)
     invalid = filled & np.isnat(out)
     return ParseResult(

@@ -14,8 +14,27 @@ its dated name when every notebook has finished. When every notebook succeeded,
 ``reports/latest`` (a relative symlink) is switched to it atomically (a new link renamed
 over the old one); otherwise ``latest`` keeps pointing at the previous good run, and the
 failed run's folder keeps each failed executed notebook with the error marked by
-Papermill. A run interrupted (Ctrl-C, SIGTERM) leaves no dated folder and does not touch
-``latest``.
+Papermill.
+
+What a run leaves when it does not succeed
+------------------------------------------
+Whatever happens, ``latest`` and the run it points to are never modified, and no
+folder that is not a complete run ever carries a dated name:
+
+* a notebook fails, times out or its kernel dies: the run's dated folder is kept as the
+  record of a *failed* run (``manifest.json`` says ``"status": "failed"``, ``index.html``
+  says it was not published and links the published report);
+* interrupted (Ctrl-C, SIGTERM; ``KeyboardInterrupt``): every kernel is killed and the
+  unfinished run is removed;
+* the reports folder cannot be written (disk full, quota, file size limit, read-only,
+  no permission): every kernel is killed, the unfinished run is removed and
+  :class:`~pipeline_lib.publishing.ReportWriteError` is raised saying what happened and
+  what to do.
+
+An unfinished run that cannot be removed (a folder that became read-only) stays as a
+hidden ``.run-*`` folder, never shown as a run, and the next run removes it. An
+interrupt that arrives once ``latest`` has been switched no longer stops anything: the
+run is complete and published (an interrupted pruning resumes at the next run).
 
 Timeouts
 --------
@@ -65,6 +84,7 @@ file and the plan), :mod:`~pipeline_lib.execution` (Papermill, in parallel),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -79,14 +99,15 @@ from .execution import Progress, execute_jobs
 from .html_export import export_html, write_index
 from .kernels import MODE_VARIABLE, REPORT_MODE
 from .manifest import input_fingerprints, write_manifest
-from .params import load_params, notebook_parameters, plan_jobs, resolve_notebooks
-from .publishing import DEFAULT_KEEP
+from .params import Job, load_params, notebook_parameters, plan_jobs, resolve_notebooks
+from .publishing import DEFAULT_KEEP, LATEST_NAME, ReportWriteError
 from .results import NotebookResult, RunResult
 
 __all__ = [
     "NotebookResult",
     "RunResult",
     "RunLockedError",
+    "ReportWriteError",
     "MODE_VARIABLE",
     "REPORT_MODE",
     "DEFAULT_KEEP",
@@ -153,10 +174,14 @@ def run_reports(
     ------
     RunLockedError
         Another run holds the lock of ``reports_dir``; nothing ran.
+    ReportWriteError
+        The reports folder cannot be written (disk full, quota, file size limit,
+        read-only, no permission), before or during the run: every kernel is killed,
+        the unfinished run removed, ``latest`` left as it was; the message says what
+        happened and what to do.
     ReportError
-        On a configuration problem (parameters file, unknown notebook or parameter,
-        unwritable reports folder), before any notebook runs; or when a successful run
-        cannot be published.
+        On a configuration problem (parameters file, unknown notebook or parameter),
+        before any notebook runs.
     KeyboardInterrupt
         When interrupted: every kernel is killed, the unfinished run folder removed
         and ``latest`` left as it was.
@@ -177,32 +202,75 @@ def run_reports(
     reports_dir = config.resolve_path(reports_dir)
 
     jobs = plan_jobs(load_params(params_path), params_path, resolve_notebooks(notebooks))
+    state = _Attempt()
     try:
-        reports_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(f"cannot create reports folder {reports_dir}: {exc}") from exc
-
-    with publishing.run_lock(reports_dir, params_path=params_path):
-        bar = Progress(len(jobs), enabled=progress)
         try:
-            publishing.remove_leftovers(reports_dir, note=bar.note)
-            run_name = publishing.run_name(reports_dir, started_at)
-            build_dir = publishing.make_build_dir(reports_dir, run_name)
-            try:
-                inputs = input_fingerprints(jobs)
-                results = execute_jobs(
-                    jobs,
-                    build_dir,
-                    workers=workers,
-                    kernel_name=kernel_name,
-                    timeout=timeout,
-                    progress=bar,
-                )
-            except BaseException:
-                shutil.rmtree(build_dir, ignore_errors=True)
-                raise
-        finally:
-            bar.close()
+            reports_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReportWriteError.from_os_error(
+                exc, doing=f"create the reports folder {reports_dir}", path=reports_dir
+            ) from exc
+        with publishing.run_lock(reports_dir, params_path=params_path):
+            return _run_locked(
+                jobs,
+                state,
+                reports_dir=reports_dir,
+                params_path=params_path,
+                started_at=started_at,
+                clock=clock,
+                workers=workers,
+                timeout=timeout,
+                keep=keep,
+                kernel_name=kernel_name,
+                progress=progress,
+            )
+    except ReportWriteError as exc:
+        raise _unwritable(exc, reports_dir, state) from exc
+
+
+class _Attempt:
+    """How far a run got, for the message of a run that could not be written."""
+
+    def __init__(self) -> None:
+        self.ran = False
+        self.leftover: Path | None = None
+
+
+def _run_locked(
+    jobs: list[Job],
+    state: _Attempt,
+    *,
+    reports_dir: Path,
+    params_path: Path,
+    started_at: datetime,
+    clock: float,
+    workers: int,
+    timeout: float | None,
+    keep: int | None,
+    kernel_name: str,
+    progress: bool,
+) -> RunResult:
+    """The run itself, under the lock: build, finish, publish, prune."""
+    bar = Progress(len(jobs), enabled=progress)
+    build_dir: Path | None = None
+    run_dir: Path | None = None  # set once the build folder carries its dated name
+    link: Path | None = None
+    latest: Path | None = None
+    try:
+        publishing.remove_leftovers(reports_dir, note=bar.note)
+        run_name = publishing.run_name(reports_dir, started_at)
+        build_dir = publishing.make_build_dir(reports_dir, run_name)
+        inputs = input_fingerprints(jobs)
+        state.ran = True
+        results = execute_jobs(
+            jobs,
+            build_dir,
+            workers=workers,
+            kernel_name=kernel_name,
+            timeout=timeout,
+            progress=bar,
+        )
+        bar.close()
         ok = all(r.ok for r in results)
         write_manifest(
             build_dir,
@@ -232,14 +300,88 @@ def run_reports(
             ok=ok,
             previous=publishing.latest_target(reports_dir),
         )
+        # The new link is made before the rename: a folder that cannot take it fails
+        # while the run is still hidden. Then rename, then switch (atomic).
+        link = publishing.prepare_latest(reports_dir, run_name) if ok else None
+        publishing.move_into_place(build_dir, reports_dir / run_name)
         run_dir = reports_dir / run_name
-        publishing.move_into_place(build_dir, run_dir)
-        results = tuple(_moved(r, run_dir) for r in results)
-        latest = publishing.publish(reports_dir, run_dir) if ok else None
-        pruned = (
-            publishing.prune(reports_dir, keep=keep, current=run_dir, note=bar.note) if keep else ()
+        if link is not None:
+            latest = publishing.switch_latest(reports_dir, link)
+    except BaseException as exc:
+        published = (
+            isinstance(exc, KeyboardInterrupt)
+            and link is not None
+            and run_dir is not None
+            and publishing.latest_target(reports_dir) == run_dir.name
         )
+        if not published:  # nothing of this run may stay in view
+            state.leftover = _discard(link, run_dir, build_dir)
+            if isinstance(exc, OSError):  # the runner's own I/O, not wrapped on the way
+                raise ReportWriteError.from_os_error(exc, doing="write the run") from exc
+            raise
+        latest = reports_dir / LATEST_NAME  # interrupted just after the switch: complete
+        bar.note("interrupted after the run was published: the run is complete")
+    finally:
+        bar.close()
+    assert run_dir is not None
+    results = tuple(_moved(r, run_dir) for r in results)
+    pruned: tuple[Path, ...] = ()
+    if keep:
+        try:
+            pruned = publishing.prune(reports_dir, keep=keep, current=run_dir, note=bar.note)
+        except KeyboardInterrupt:
+            bar.note(
+                "interrupted while deleting old runs: the run is complete; the next run prunes"
+            )
     return RunResult(run_dir=run_dir, results=results, ok=ok, latest=latest, pruned=pruned)
+
+
+def _discard(link: Path | None, run_dir: Path | None, build_dir: Path | None) -> Path | None:
+    """Remove an unfinished run (and its temporary link); return what could not be removed.
+
+    A run already renamed to its dated name is first renamed back to its hidden name, so
+    that whatever cannot be deleted is never shown as a run.
+    """
+    if link is not None:
+        with contextlib.suppress(OSError):
+            link.unlink()
+    if build_dir is None:
+        return None
+    if run_dir is not None:
+        try:
+            os.rename(run_dir, build_dir)
+        except OSError:
+            build_dir = run_dir
+    shutil.rmtree(build_dir, ignore_errors=True)
+    return build_dir if os.path.lexists(build_dir) else None
+
+
+def _unwritable(exc: ReportWriteError, reports_dir: Path, state: _Attempt) -> ReportWriteError:
+    """``exc`` again, with what became of the run and the previous report, and advice."""
+    what, advice = publishing.explain_write_failure(exc.errno)
+    inside = exc.path is None or exc.path == reports_dir or reports_dir in exc.path.parents
+    where = f"cannot write the report into {reports_dir}" if inside else "cannot write the report"
+    previous = publishing.latest_target(reports_dir)
+    kept = (
+        f"the previous report is unchanged ({LATEST_NAME} -> {previous})"
+        if previous is not None
+        else "there is no previous report"
+    )
+    if not state.ran:
+        outcome = f"Nothing ran; {kept}."
+    elif state.leftover is None:
+        outcome = f"The unfinished run was removed; nothing was published and {kept}."
+    else:
+        outcome = (
+            f"The unfinished run could not be removed ({state.leftover.name}: hidden, never "
+            f"shown as a run, removed by the next run); nothing was published and {kept}."
+        )
+    return ReportWriteError(
+        f"{where}: {what} [{exc}]. {outcome} {advice}",
+        path=exc.path,
+        errno=exc.errno,
+        strerror=exc.strerror,
+    )
 
 
 def _check_options(*, workers: int, timeout: float | None, keep: int | None) -> None:

@@ -13,12 +13,19 @@ date, tested on the deals open after it): a regularised logistic regression, gra
 boosting (:class:`~sklearn.ensemble.HistGradientBoostingClassifier`) and the naive-Bayes
 frequency baseline CRMs ship. The best by AUC is calibrated and refitted on everything.
 With too few closed deals the model falls back to shrunken stage x product win rates.
+
+At scale: the history is arranged once per Dataset for point-in-time look-ups (memoised);
+beyond 50,000 examples a seeded sample, stratified by cut date and outcome, is learned
+from (``max_examples``); the candidate fits and the calibrations run in parallel (threads,
+or a Dask cluster: :mod:`pipeline_lib.parallel`), and so do the predictions of large
+batches. None of it changes a result.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,6 +36,8 @@ from threadpoolctl import threadpool_limits
 from . import schema
 from .dataset import Dataset, to_timestamp
 from .errors import InsufficientDataError
+from .memo import memoized
+from .parallel import configured, task_context
 from .stats import wilson_interval
 
 __all__ = [
@@ -94,113 +103,163 @@ _MODEL_NAMES = {
 # --------------------------------------------------------------------------- features
 
 
-def _history_state(hist: pd.DataFrame | None) -> pd.DataFrame | None:
-    """Per stage-history row: the cumulative close-date pushes and when the stage began.
+def _positions(values: pd.Series, universe) -> np.ndarray:
+    """Position of each value in ``universe`` (distinct values): -1 when absent/missing."""
+    try:  # Arrow's hash look-up: no Python string objects (3-6x faster at 1M rows)
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    Both depend only on the deal's earlier rows, so cutting the result at any date gives
-    the state as it was known on that date.
+        found = pc.index_in(pa.array(values), value_set=pa.array(universe))
+        return np.asarray(found.fill_null(-1).to_numpy(zero_copy_only=False), dtype="int64")
+    except (ImportError, TypeError, ValueError, NotImplementedError, ArithmeticError):
+        return pd.Index(universe).get_indexer(pd.Index(values)).astype("int64")
+
+
+@dataclass(frozen=True)
+class _History:
+    """A stage history arranged for point-in-time look-ups (built by :func:`_history`).
+
+    Each row's deal is known by its position in the opportunities table (``code``). Only
+    rows of a known deal with an ``entered_at`` are kept, sorted by deal then
+    ``entered_at`` (rows of a deal entered at the same moment keep their order). ``key``
+    numbers them so that, sorted, it runs by deal then time: one binary search finds,
+    for many (deal, date) pairs at once, the deal's last row entered strictly before the
+    date.
     """
+
+    code: np.ndarray  # deal of each row: position in the opportunities
+    times: np.ndarray  # distinct entered_at values (int64 ns), ascending
+    key: np.ndarray  # code * (len(times) + 1) + rank of entered_at among times
+    stages: np.ndarray  # stage names (object); a row's stage is stages[stage_code]
+    stage_code: np.ndarray  # -1 when the row has no stage
+    amount: np.ndarray | None  # float64, when the history records amounts
+    close_date: np.ndarray | None  # datetime64, when the history records expected close dates
+    pushes: np.ndarray  # float64: times the deal's expected close moved later, so far
+    stage_start: np.ndarray  # datetime64[ns]: when the row's run in its stage began
+
+    def last_before(self, deals: np.ndarray, end) -> np.ndarray:
+        """Per deal (position in the opportunities), its last row entered strictly
+        before ``end`` (one date or one per deal); -1 when there is none."""
+        deals = np.asarray(deals, dtype="int64")
+        end = np.broadcast_to(np.asarray(end).astype("datetime64[ns]").view("int64"), deals.shape)
+        rank = np.searchsorted(self.times, end, side="left")  # distinct times before end
+        pos = np.searchsorted(self.key, deals * (len(self.times) + 1) + rank, side="left") - 1
+        ok = pos >= 0
+        ok[ok] = self.code[pos[ok]] == deals[ok]
+        return np.where(ok, pos, -1)
+
+
+@memoized(copy=False)
+def _history(ds: Dataset) -> _History | None:
+    """The stage history of ``ds`` arranged for look-ups, with the close-date pushes and
+    the start of the current stage run on every row (None without a history).
+
+    Both depend only on the deal's earlier rows, so the row found for any date gives the
+    state as it was known on that date. Built once per Dataset (memoised).
+    """
+    hist = ds.stage_history
     if hist is None or hist.empty:
         return None
-    h = hist.sort_values(["opportunity_id", "entered_at"], kind="stable")
-    h = h.loc[h["entered_at"].notna(), ["opportunity_id", "stage", "entered_at"]].assign(
-        close_date=h.get("close_date", pd.NaT)
+    code = _positions(hist["opportunity_id"], ds.opportunities["opportunity_id"])
+    t = hist["entered_at"].to_numpy(dtype="datetime64[ns]")
+    keep = np.flatnonzero((code >= 0) & ~np.isnat(t))
+    code, t = code[keep], t[keep].view("int64")
+    times = np.sort(pd.unique(t))  # few distinct times: hashing beats sorting them all
+    key = code * (len(times) + 1) + np.searchsorted(times, t)
+    if len(key) and not (key[1:] >= key[:-1]).all():  # histories often come in order
+        # by deal then time, ties in table order: made unique by the row number, the keys
+        # sort with the (faster) default algorithm as a stable sort would
+        n = len(key)
+        fits = int(key.max()) < (np.iinfo("int64").max - n) // n
+        order = np.argsort(key * n + np.arange(n)) if fits else np.argsort(key, kind="stable")
+        code, t, key, keep = code[order], t[order], key[order], keep[order]
+    rows = keep
+    stage_code, stages = pd.factorize(hist["stage"])
+    stage_code = stage_code[rows]
+    amount = hist["amount"].to_numpy(dtype="float64")[rows] if "amount" in hist else None
+    close = None
+    if "close_date" in hist:  # in its own unit: the snapshot's dates keep theirs
+        close = hist["close_date"].to_numpy()
+        close = (close if close.dtype.kind == "M" else close.astype("datetime64[ns]"))[rows]
+    n = len(code)
+    idx = np.arange(n)
+    same = np.zeros(n, dtype=bool)
+    same[1:] = code[1:] == code[:-1]
+    pushed = np.zeros(n, dtype=bool)
+    if close is not None:
+        pushed[1:] = same[1:] & (close[1:] > close[:-1])  # NaT compares False
+    prev = np.concatenate([[-1], stage_code[:-1]])
+    new_stage = ~same | (stage_code != prev) | (stage_code < 0) | (prev < 0)  # NA: new run
+    cum = np.cumsum(pushed)
+    deal_start = np.maximum.accumulate(np.where(same, 0, idx)) if n else idx
+    run_start = np.maximum.accumulate(np.where(new_stage, idx, 0)) if n else idx
+    return _History(
+        code=code,
+        times=times,
+        key=key,
+        stages=np.asarray(stages, dtype=object),
+        stage_code=stage_code,
+        amount=amount,
+        close_date=close,
+        pushes=(cum - cum[deal_start]).astype("float64") if n else np.zeros(0),
+        stage_start=t[run_start].view("datetime64[ns]"),
     )
-    same = h["opportunity_id"].eq(h["opportunity_id"].shift())
-    pushed = same & (h["close_date"] > h["close_date"].shift())
-    new_stage = ~same | h["stage"].ne(h["stage"].shift())
-    run = new_stage.cumsum()
-    return h.assign(
-        pushes=pushed.astype("int64").groupby(h["opportunity_id"]).cumsum(),
-        stage_start=h["entered_at"].groupby(run).transform("first"),
-    )
 
 
-def _asof_rows(left: pd.DataFrame, table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """For each ``left`` row (``opportunity_id``, ``end``): ``cols`` of the last ``table``
-    row of that deal entered strictly before ``end`` (missing when there is none)."""
-    if table is None or table.empty:
-        out = pd.DataFrame({c: pd.Series(np.nan, index=left.index) for c in cols})
-        return out.assign(_found=False)
-    t = table.loc[table["entered_at"].notna(), ["opportunity_id", "entered_at", *cols]]
-    t = t.sort_values("entered_at", kind="stable")
-    t = t.assign(_found=True, entered_at=t["entered_at"].astype("datetime64[ns]"))
-    lk = left[["opportunity_id", "end"]].assign(
-        _pos=np.arange(len(left)), end=left["end"].astype("datetime64[ns]")
-    )
-    merged = pd.merge_asof(
-        lk.sort_values("end", kind="stable"),
-        t,
-        left_on="end",
-        right_on="entered_at",
-        by="opportunity_id",
-        allow_exact_matches=False,
-        direction="backward",
-    ).sort_values("_pos")
-    merged.index = left.index
-    return merged[[*cols, "_found"]]
+def _days(later, earlier) -> np.ndarray:
+    """Whole days from ``earlier`` to ``later`` (floored; NaN when either is missing)."""
+    delta = pd.Series(pd.to_datetime(later)) - pd.Series(pd.to_datetime(earlier))
+    return delta.dt.days.astype("float64").to_numpy()
 
 
-def _deal_features(opps: pd.DataFrame, state: pd.DataFrame | None, cuts, ds: Dataset):
-    """Features of the deals in ``opps`` (rows as known on their cut) at the end of ``cuts``.
-
-    ``cuts`` is one date or one date per row.
-    """
-    end = pd.Series(pd.to_datetime(cuts), index=opps.index) + pd.Timedelta(days=1)
-    out = pd.DataFrame({"opportunity_id": opps["opportunity_id"].to_numpy()})
-    for col in ("stage", "product", "owner", "team", "source"):
-        if col in opps:
-            out[col] = opps[col].to_numpy()
-    products, accounts = ds.table("products"), ds.table("accounts")
-    if products is not None and "product" in opps and "family" in products:
-        fam = products.drop_duplicates("product").set_index("product")["family"]
-        out["family"] = opps["product"].map(fam).to_numpy()
-    if accounts is not None and "account" in opps:
-        acc = accounts.drop_duplicates("account").set_index("account")
-        for col in ("industry", "region"):
-            if col in acc:
-                out[col] = opps["account"].map(acc[col]).to_numpy()
-        if "employees" in acc:
-            emp = opps["account"].map(acc["employees"]).astype("float64")
-            out["log_employees"] = np.log1p(emp.clip(lower=0)).to_numpy()
-    amount = opps["amount"].astype("float64")
-    out["log_amount"] = np.log1p(amount.clip(lower=0)).to_numpy()
-    out["age_days"] = (end - opps["created_date"]).dt.days.astype("float64").to_numpy()
-    out["days_to_close"] = (opps["close_date"] - end).dt.days.astype("float64").to_numpy()
-    if state is not None:
-        left = pd.DataFrame({"opportunity_id": opps["opportunity_id"], "end": end})
-        last = _asof_rows(left, state, ["stage_start", "pushes"])
-        out["days_in_stage"] = (end - last["stage_start"]).dt.days.astype("float64").to_numpy()
-        out["pushes"] = last["pushes"].astype("float64").to_numpy()
+def _lookup(keys: pd.Series, table: pd.DataFrame, key: str, cols) -> dict[str, np.ndarray]:
+    """``keys.map(table.drop_duplicates(key).set_index(key)[col]).to_numpy()`` per col."""
+    t = table.drop_duplicates(key)
+    at = _positions(keys, t[key])
+    out = {}
+    for col in cols:
+        values = t[col].to_numpy()
+        if values.dtype.kind in "iub":
+            values = values.astype("float64")
+        if not len(values):
+            out[col] = np.full(len(keys), np.nan)
+        else:
+            out[col] = np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
     return out
 
 
-def _open_at_cuts(base: Dataset, deals: pd.DataFrame, cuts: pd.DatetimeIndex) -> pd.DataFrame:
-    """Rows of ``deals`` as :meth:`Dataset.snapshot` shows them on each cut they were open.
-
-    Vectorised equivalent of ``base.snapshot(cut).opportunities`` over many cuts: a deal is
-    present when created before the end of the cut (or with no created date), open when it
-    closed after it; its stage, amount and expected close date are those of its last
-    stage-history row before the end of the cut (the final amount/close date where the row
-    lacks one); without such a row it is placed in the last open stage.
-    """
-    pairs = deals.assign(_k=1).merge(pd.DataFrame({"cut": cuts, "_k": 1}), on="_k")
-    pairs = pairs.drop(columns="_k")
-    end = pairs["cut"] + pd.Timedelta(days=1)
-    keep = ~(pairs["created_date"] >= end) & (pairs["close_date"] >= end)
-    pairs = pairs.loc[keep].reset_index(drop=True)
-    end = pairs["cut"] + pd.Timedelta(days=1)
-    hist = base.stage_history
-    cols = [c for c in ("stage", "amount", "close_date") if hist is not None and c in hist]
-    then = _asof_rows(pairs.assign(end=end), hist, cols)
-    found = then["_found"].eq(True)
-    last_open = base.stages.open[-1] if base.stages.open else pd.NA
-    pairs["stage"] = then["stage"].where(found, last_open) if cols else last_open
-    for col in ("amount", "close_date"):
-        if col in cols:
-            pairs[col] = pairs[col].where(~(found & then[col].notna()), then[col])
-    status = pairs["stage"].map(base.stages.status_of, na_action="ignore")
-    return pairs.loc[status.eq(schema.OPEN)].reset_index(drop=True)
+def _deal_features(rows: pd.DataFrame, end, hist: _History | None, pos, ds: Dataset):
+    """Features of the deals in ``rows`` (as known on their date) at ``end`` (the end of
+    that day: one date or one per row); ``pos`` is each row's last history row before
+    ``end`` (:meth:`_History.last_before`)."""
+    end = np.broadcast_to(np.asarray(end).astype("datetime64[ns]"), (len(rows),))
+    out = pd.DataFrame({"opportunity_id": rows["opportunity_id"].to_numpy()})
+    for col in ("stage", "product", "owner", "team", "source"):
+        if col in rows:
+            out[col] = rows[col].to_numpy()
+    products, accounts = ds.table("products"), ds.table("accounts")
+    if products is not None and "product" in rows and "family" in products:
+        out["family"] = _lookup(rows["product"], products, "product", ["family"])["family"]
+    if accounts is not None and "account" in rows:
+        cols = [c for c in ("industry", "region", "employees") if c in accounts]
+        acc = _lookup(rows["account"], accounts, "account", cols)
+        for col in ("industry", "region"):
+            if col in acc:
+                out[col] = acc[col]
+        if "employees" in acc:
+            emp = pd.Series(acc["employees"]).astype("float64")
+            out["log_employees"] = np.log1p(emp.clip(lower=0)).to_numpy()
+    amount = rows["amount"].astype("float64")
+    out["log_amount"] = np.log1p(amount.clip(lower=0)).to_numpy()
+    out["age_days"] = _days(end, rows["created_date"].to_numpy())
+    out["days_to_close"] = _days(rows["close_date"].to_numpy(), end)
+    if hist is not None:
+        found = pos >= 0
+        at = np.where(found, pos, 0)
+        start = np.where(found, hist.stage_start[at], np.datetime64("NaT"))
+        out["days_in_stage"] = _days(end, start)
+        out["pushes"] = np.where(found, hist.pushes[at], np.nan)
+    return out
 
 
 def _cut_dates(first: pd.Timestamp, as_of: pd.Timestamp, every_days: int) -> pd.DatetimeIndex:
@@ -211,11 +270,147 @@ def _cut_dates(first: pd.Timestamp, as_of: pd.Timestamp, every_days: int) -> pd.
     return pd.DatetimeIndex([as_of - pd.Timedelta(days=every_days * k) for k in range(n, 0, -1)])
 
 
+def _snapshot(ds: Dataset, ts: pd.Timestamp) -> Dataset:
+    """``ds`` as known at the end of ``ts``: ``ds`` itself when it is that snapshot already
+    (a snapshot of a snapshot on the same date shows the same deals, stages, amounts and
+    dates, and taking one costs a pass over every table)."""
+    return ds if ds.as_of is not None and ds.as_of == ts else ds.snapshot(ts)
+
+
 def _check_as_of(ds: Dataset, as_of) -> tuple[Dataset, pd.Timestamp]:
     ts = to_timestamp(as_of)
     if not isinstance(ds, Dataset):
         raise ValueError(f"ds must be a Dataset (from dataset.load_dataset), got {type(ds)}")
-    return ds.snapshot(ts), ts
+    return _snapshot(ds, ts), ts
+
+
+@dataclass(frozen=True)
+class _Examples:
+    """The (closed deal, cut date) pairs where the deal was open, before features."""
+
+    base: Dataset  # the data as of as_of
+    cuts: pd.DatetimeIndex
+    hist: _History | None
+    deal: np.ndarray  # position of the deal in base.opportunities
+    cut: np.ndarray  # position of the cut in ``cuts``
+    pos: np.ndarray  # last history row before the end of the cut (-1: none)
+    won: np.ndarray  # 1 won, 0 lost
+
+    def subset(self, keep: np.ndarray) -> _Examples:
+        return replace(
+            self, deal=self.deal[keep], cut=self.cut[keep], pos=self.pos[keep], won=self.won[keep]
+        )
+
+    def then(self, col: str) -> np.ndarray:
+        """``col`` of each pair as known on its cut: the value of the deal's last history
+        row before the end of the cut, or its final value where that is missing."""
+        final = self.base.opportunities[col].take(self.deal).reset_index(drop=True)
+        history = None if self.hist is None else getattr(self.hist, col)
+        if history is None:
+            return final.to_numpy()
+        found = self.pos >= 0
+        then = pd.Series(history[np.where(found, self.pos, 0)])
+        return final.where(~(found & then.notna().to_numpy()), then).to_numpy()
+
+    def rows(self) -> pd.DataFrame:
+        """The deals as :meth:`Dataset.snapshot` shows them on each pair's cut date: the
+        stage, amount and expected close date of their last stage-history row before the
+        end of the cut (the final amount/close date where the row lacks one); without
+        such a row, in the last open stage."""
+        opps = self.base.opportunities
+        cols = ["opportunity_id", "created_date"]
+        cols += [c for c in ("product", "owner", "team", "source", "account") if c in opps]
+        rows = opps[cols].take(self.deal).reset_index(drop=True)
+        last_open = self.base.stages.open[-1] if self.base.stages.open else pd.NA
+        stage = np.full(len(rows), last_open, dtype=object)
+        if self.hist is not None:
+            found = self.pos >= 0
+            code = self.hist.stage_code[np.where(found, self.pos, 0)]
+            named = found & (code >= 0)
+            stage[named] = self.hist.stages[code[named]]
+            stage[found & (code < 0)] = np.nan
+        rows.insert(1, "stage", stage)
+        rows["amount"] = self.then("amount")
+        rows["close_date"] = self.then("close_date")
+        rows["cut"] = self.cuts.to_numpy()[self.cut]
+        return rows
+
+
+def _examples(ds: Dataset, as_of, every_days: int) -> _Examples:
+    """Every (closed deal, cut date) pair where the deal was open on the cut, vectorised.
+
+    A deal is present on a cut when created before the end of the cut (or with no created
+    date), open when it closed after it and its stage then (see :meth:`_Examples.rows`)
+    is an open one.
+    """
+    if not isinstance(every_days, int | np.integer) or every_days < 1:
+        raise ValueError(f"every_days={every_days!r} must be a positive integer")
+    base, ts = _check_as_of(ds, as_of)
+    opps = base.opportunities
+    won = opps["status"].eq(schema.WON).to_numpy(dtype=bool)
+    closed = np.flatnonzero(won | opps["status"].eq(schema.LOST).to_numpy(dtype=bool))
+    if not len(closed):
+        raise InsufficientDataError(
+            f"no deal was won or lost on or before {ts.date()}: win probabilities need "
+            "closed deals to learn from; load more history or choose a later as_of"
+        )
+    cuts = _cut_dates(opps["created_date"].min(), ts, every_days)
+    ends = (cuts + pd.Timedelta(days=1)).to_numpy(dtype="datetime64[ns]").view("int64")
+    created = opps["created_date"].to_numpy(dtype="datetime64[ns]")[closed]
+    close = opps["close_date"].to_numpy(dtype="datetime64[ns]")[closed]
+    # present: created before the end of the cut; open: closed on or after that end
+    lo = np.where(np.isnat(created), 0, np.searchsorted(ends, created.view("int64"), "right"))
+    hi = np.where(np.isnat(close), 0, np.searchsorted(ends, close.view("int64"), "right"))
+    n = np.maximum(hi - lo, 0)
+    deal = np.repeat(closed, n)
+    cut = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    hist = _history(base)
+    pos = np.full(len(deal), -1) if hist is None else hist.last_before(deal, ends[cut])
+    # the stage on the cut must be an open one
+    last_open = base.stages.open[-1] if base.stages.open else None
+    open_last = last_open is not None and base.stages.status_of(last_open) == schema.OPEN
+    is_open = np.full(len(deal), open_last)
+    if hist is not None:
+        status = np.array([base.stages.status_of(s) == schema.OPEN for s in hist.stages] + [False])
+        found = pos >= 0
+        is_open[found] = status[hist.stage_code[pos[found]]]  # code -1: no stage, not open
+    ex = _Examples(base, cuts, hist, deal, cut, pos, won[deal].astype("int64"))
+    ex = ex.subset(np.flatnonzero(is_open))
+    if not len(ex.deal):
+        raise InsufficientDataError(
+            f"no closed deal was open on any cut date before {ts.date()} "
+            f"(every {every_days} days): the history is too short to learn from"
+        )
+    return ex
+
+
+def _sample(strata: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Positions (ascending) of a seeded random sample of about ``size`` rows in which
+    every stratum keeps the same share of its rows (rounded to the nearest row)."""
+    rng = np.random.default_rng(seed)
+    _, inv = np.unique(strata, return_inverse=True)
+    inv = inv.reshape(-1)
+    counts = np.bincount(inv)
+    quota = np.floor(counts * (size / len(strata)) + 0.5).astype("int64")
+    order = np.argsort(inv + rng.random(len(strata)))  # by stratum, randomly within
+    rank = np.empty(len(strata), dtype="int64")
+    rank[order] = np.arange(len(strata)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.flatnonzero(rank < quota[inv])
+
+
+def _open_deals(ds: Dataset, as_of) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """(the deals open at the end of ``as_of``, their features, as_of)."""
+    snap, ts = _check_as_of(ds, as_of)
+    opps = snap.opportunities
+    at = np.flatnonzero(opps["status"].eq(schema.OPEN).to_numpy(dtype=bool))
+    rows = opps.take(at)
+    hist = _history(snap)
+    end = np.datetime64(ts + pd.Timedelta(days=1), "ns")
+    pos = None if hist is None else hist.last_before(at, end)
+    feats = _deal_features(rows, end, hist, pos, snap)
+    if snap.stage_history is None and "stage" in feats:
+        feats = feats.drop(columns="stage")  # see compute_training_examples
+    return rows.reset_index(drop=True), feats.reset_index(drop=True), ts
 
 
 def compute_deal_features(ds: Dataset, *, as_of) -> pd.DataFrame:
@@ -244,16 +439,18 @@ def compute_deal_features(ds: Dataset, *, as_of) -> pd.DataFrame:
     >>> compute_deal_features(ds, as_of="2025-12-31").columns[:3].tolist()  # doctest: +SKIP
     ['opportunity_id', 'stage', 'product']
     """
-    snap, ts = _check_as_of(ds, as_of)
-    opps = snap.opportunities
-    opps = opps.loc[opps["status"].eq(schema.OPEN)]
-    feats = _deal_features(opps, _history_state(snap.stage_history), ts, snap)
-    if snap.stage_history is None and "stage" in feats:
-        feats = feats.drop(columns="stage")  # see compute_training_examples
-    return feats.reset_index(drop=True)
+    return _open_deals(ds, as_of)[1]
 
 
-def compute_training_examples(ds: Dataset, *, as_of, every_days: int = 14) -> pd.DataFrame:
+def compute_training_examples(
+    ds: Dataset,
+    *,
+    as_of,
+    every_days: int = 14,
+    max_examples: int | None = None,
+    seed: int = 0,
+    features: bool = True,
+) -> pd.DataFrame:
     """Labelled examples: deals open on past cut dates, described as they were then.
 
     Cut dates run every ``every_days`` days back from ``as_of``. On each, the data are
@@ -268,49 +465,72 @@ def compute_training_examples(ds: Dataset, *, as_of, every_days: int = 14) -> pd
         Nothing after the end of this day is used.
     every_days : int, default 14
         Days between cut dates.
+    max_examples : int, optional
+        Keep at most about this many examples: a seeded random sample in which every
+        (cut date, outcome) stratum keeps the same share of its examples. All examples
+        when omitted or when there are fewer.
+    seed : int, default 0
+        Seed of that sample.
+    features : bool, default True
+        False leaves the features out (``cut, opportunity_id`` and the outcome columns
+        only): much faster when only the dates are needed.
 
     Returns
     -------
     DataFrame
         ``cut`` (the date the features describe), the columns of
         :func:`compute_deal_features`, ``won`` (1 won, 0 lost), ``close_date`` (actual)
-        and ``expected_close`` (as known on ``cut``).
+        and ``expected_close`` (as known on ``cut``), in the order (deal, cut).
+        ``attrs``: ``n_available`` (examples before sampling), ``n_deals`` and
+        ``n_won_deals`` (closed deals among them, and those won).
 
     Raises
     ------
     ValueError
-        When ``every_days`` is not a positive integer.
+        When ``every_days`` or ``max_examples`` is not a positive integer.
     InsufficientDataError
         When no deal has closed on or before ``as_of``.
     """
-    if not isinstance(every_days, int | np.integer) or every_days < 1:
-        raise ValueError(f"every_days={every_days!r} must be a positive integer")
-    base, ts = _check_as_of(ds, as_of)
-    opps = base.opportunities
-    closed = opps.loc[opps["status"].isin([schema.WON, schema.LOST])]
-    if closed.empty:
-        raise InsufficientDataError(
-            f"no deal was won or lost on or before {ts.date()}: win probabilities need "
-            "closed deals to learn from; load more history or choose a later as_of"
+    if max_examples is not None and (
+        isinstance(max_examples, bool)
+        or not isinstance(max_examples, int | np.integer)
+        or max_examples < 1
+    ):
+        raise ValueError(f"max_examples={max_examples!r} must be a positive integer or None")
+    ex = _examples(ds, as_of, every_days)
+    first = np.ones(len(ex.deal), dtype=bool)  # pairs run deal by deal
+    first[1:] = ex.deal[1:] != ex.deal[:-1]
+    attrs = {
+        "n_available": len(ex.deal),
+        "n_deals": int(first.sum()),
+        "n_won_deals": int(ex.won[first].sum()),
+    }
+    if max_examples is not None and len(ex.deal) > max_examples:
+        ex = ex.subset(_sample(ex.cut * 2 + ex.won, max_examples, seed))
+    if not features:
+        opps = ex.base.opportunities
+        f = pd.DataFrame(
+            {
+                "cut": ex.cuts.to_numpy()[ex.cut],
+                "opportunity_id": opps["opportunity_id"].take(ex.deal).reset_index(drop=True),
+                "expected_close": ex.then("close_date"),
+                "won": ex.won,
+                "close_date": opps["close_date"].to_numpy()[ex.deal],
+            }
         )
-    outcome = closed.set_index("opportunity_id")
-    cuts = _cut_dates(opps["created_date"].min(), ts, every_days)
-    rows = _open_at_cuts(base, closed.drop(columns="status"), cuts)
-    if rows.empty:
-        raise InsufficientDataError(
-            f"no closed deal was open on any cut date before {ts.date()} "
-            f"(every {every_days} days): the history is too short to learn from"
-        )
-    f = _deal_features(rows, _history_state(base.stage_history), rows["cut"], base)
+        f.attrs.update(attrs)
+        return f
+    rows = ex.rows()
+    end = rows["cut"].to_numpy(dtype="datetime64[ns]") + np.timedelta64(1, "D")
+    f = _deal_features(rows, end, ex.hist, ex.pos, ex.base)
     f.insert(0, "cut", rows["cut"].to_numpy())
     f["expected_close"] = rows["close_date"].to_numpy()
-    ex = f
-    ids = ex["opportunity_id"]
-    ex["won"] = ids.map(outcome["status"]).eq(schema.WON).astype("int64")
-    ex["close_date"] = ids.map(outcome["close_date"])
-    if base.stage_history is None and "stage" in ex:
-        ex = ex.drop(columns="stage")  # a best-effort snapshot stage would leak the outcome
-    return ex
+    f["won"] = ex.won
+    f["close_date"] = ex.base.opportunities["close_date"].to_numpy()[ex.deal]
+    if ex.base.stage_history is None and "stage" in f:
+        f = f.drop(columns="stage")  # a best-effort snapshot stage would leak the outcome
+    f.attrs.update(attrs)
+    return f
 
 
 # --------------------------------------------------------------------------- models
@@ -319,8 +539,9 @@ def compute_training_examples(ds: Dataset, *, as_of, every_days: int = 14) -> pd
 class _FrequencyNB(ClassifierMixin, BaseEstimator):
     """Naive-Bayes win probability from per-feature frequency tables (a CRM classic).
 
-    Numeric features are cut into quantile bins (fitted on the training data); every
-    value's win and loss frequencies are Laplace-smoothed.
+    Categorical features come as integer codes (:func:`_prepare`). Numeric features are
+    cut into quantile bins (fitted on the training data), a missing number being a bin
+    of its own; every value's win and loss frequencies are Laplace-smoothed.
     """
 
     def __init__(self, categorical=(), numeric=(), alpha: float = 1.0, bins: int = 5):
@@ -332,11 +553,11 @@ class _FrequencyNB(ClassifierMixin, BaseEstimator):
     def _codes(self, X: pd.DataFrame) -> dict:
         out = {}
         for c in self.categorical:
-            out[c] = X[c].astype("object").where(X[c].notna(), _MISSING).astype(str).to_numpy()
+            out[c] = X[c].to_numpy(dtype="int64")
         for c in self.numeric:
             v = X[c].to_numpy(dtype="float64")
-            b = np.searchsorted(self.edges_[c], v, side="right").astype(str)
-            out[c] = np.where(np.isnan(v), _MISSING, b)
+            b = np.searchsorted(self.edges_[c], v, side="right")
+            out[c] = np.where(np.isnan(v), -1, b)
         return out
 
     def fit(self, X, y, sample_weight=None):
@@ -358,14 +579,15 @@ class _FrequencyNB(ClassifierMixin, BaseEstimator):
             ll = np.log((t[1] + self.alpha) / (n1 + self.alpha * k)) - np.log(
                 (t[0] + self.alpha) / (n0 + self.alpha * k)
             )
-            self.tables_[c] = ll.to_dict()
+            self.tables_[c] = (pd.Index(t.index), ll.to_numpy(dtype="float64"))
         return self
 
     def predict_proba(self, X):
         logit = np.full(len(X), self.prior_)
         for c, vals in self._codes(X).items():
-            table = self.tables_[c]
-            logit = logit + np.array([table.get(v, 0.0) for v in vals])
+            values, ll = self.tables_[c]
+            at = values.get_indexer(vals)  # -1: a value not seen in training adds nothing
+            logit = logit + np.where(at >= 0, ll[np.maximum(at, 0)], 0.0)
         p = 1.0 / (1.0 + np.exp(-logit))
         return np.column_stack([1 - p, p])
 
@@ -447,13 +669,41 @@ def _candidates(cat: list[str], num: list[str], seed: int) -> dict:
     }
 
 
-def _prepare(frame: pd.DataFrame, cat, num, bounds: dict | None = None) -> pd.DataFrame:
-    """Model input: categories as text (missing as a category), numbers clipped to
-    ``bounds`` (the training 1st-99th percentiles) so that unusual values do not
-    extrapolate."""
+def _text(col: pd.Series) -> np.ndarray:
+    """Categories as text, a missing value being the category ``(missing)``."""
+    return col.astype("object").where(col.notna(), _MISSING).astype(str).to_numpy()
+
+
+def _distinct_text(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(code of each value, the text of each code): :func:`_text` of every distinct value
+    only; code -1 is a missing value."""
+    codes, uniques = pd.factorize(col)
+    return codes, _text(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+
+
+def _vocabulary(frame: pd.DataFrame, cat) -> dict[str, pd.Index]:
+    """The categories of each categorical feature, sorted as text."""
+    out = {}
+    for c in cat:
+        codes, texts = _distinct_text(frame[c])
+        seen = set(texts) | ({_MISSING} if (codes < 0).any() else set())
+        out[c] = pd.Index(sorted(seen), dtype="object")
+    return out
+
+
+def _prepare(frame: pd.DataFrame, cat, num, bounds: dict | None, vocabulary: dict) -> pd.DataFrame:
+    """Model input: each category as its position in ``vocabulary`` (-1 for one not seen
+    in training; missing is the category ``(missing)``), numbers clipped to ``bounds``
+    (the training 1st-99th percentiles) so that unusual values do not extrapolate.
+
+    The vocabulary is sorted as text, so the encoders of the models order and group the
+    codes exactly as they would the text (the same fit), without handling strings.
+    """
     X = pd.DataFrame(index=frame.index)
     for c in cat:
-        X[c] = frame[c].astype("object").where(frame[c].notna(), _MISSING).astype(str)
+        codes, texts = _distinct_text(frame[c])
+        known = np.append(vocabulary[c].get_indexer(texts), vocabulary[c].get_indexer([_MISSING]))
+        X[c] = known[codes]  # code -1 (missing) takes the last entry
     for c in num:
         lo, hi = (bounds or {}).get(c, (None, None))
         X[c] = frame[c].astype("float64").clip(lower=lo, upper=hi)
@@ -678,11 +928,17 @@ class WinModel:
         The typical value of each feature (most frequent category, median number):
         factors are measured against it.
     n_closed, n_examples : int
-        Closed deals and (deal, cut date) examples learned from.
+        Closed deals that were open on a cut date, and the (deal, cut date) examples
+        learned from (a sample of all of them beyond ``max_examples``).
     split_date : Timestamp or None
         Training deals closed on or before it; test examples are cut after it.
     notes : tuple of str
-        What was done and why (fallbacks, features left out).
+        What was done and why (fallbacks, features left out, sampling).
+    bounds : dict
+        Feature -> (low, high): numbers are clipped to the training 1st-99th percentiles.
+    vocabulary : dict
+        Feature -> the categories seen in training (sorted), which the model knows by
+        position.
     """
 
     method: str
@@ -700,20 +956,48 @@ class WinModel:
     split_date: pd.Timestamp | None = None
     notes: tuple[str, ...] = field(default=())
     bounds: dict = field(default_factory=dict)
+    vocabulary: dict = field(default_factory=dict)
 
     @property
     def fallback(self) -> bool:
         """True when the model is the shrunken stage x product rates."""
         return self.estimator is None
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Win probabilities of rows shaped like :func:`compute_deal_features`."""
+    def predict(self, features: pd.DataFrame, *, n_jobs: int = 1) -> np.ndarray:
+        """Win probabilities of rows shaped like :func:`compute_deal_features`.
+
+        ``n_jobs`` threads share large inputs (-1: all cores); every row's probability
+        is computed on its own, so the result does not depend on it.
+        """
         if self.estimator is not None:
-            X = _prepare(features, self.categorical, self.numeric, self.bounds)
-            with warnings.catch_warnings(), threadpool_limits(limits=1):
-                warnings.simplefilter("ignore")
-                return self.estimator.predict_proba(X)[:, 1]
+            X = _prepare(features, self.categorical, self.numeric, self.bounds, self.vocabulary)
+            return self._predict_prepared(X, n_jobs)
         return _rate_lookup(self.rates, features, self.base_rate)
+
+    def _predict_prepared(self, X: pd.DataFrame, n_jobs: int = 1) -> np.ndarray:
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        parts = min(effective_n_jobs(n_jobs), len(X) // _ROWS_PER_THREAD) if n_jobs != 1 else 1
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
+            warnings.simplefilter("ignore")
+            if parts <= 1:
+                return self.estimator.predict_proba(X)[:, 1]
+            bounds = np.linspace(0, len(X), parts + 1).astype("int64")
+            me = os.getpid()
+            chunks = Parallel(n_jobs=parts, backend="threading")(
+                delayed(_predict_chunk)(self.estimator, X.iloc[a:b], me)
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            )
+            return np.concatenate(chunks)
+
+
+#: Fewest rows worth a thread of their own when predicting.
+_ROWS_PER_THREAD = 20_000
+
+
+def _predict_chunk(estimator, X: pd.DataFrame, caller: int) -> np.ndarray:
+    with task_context(caller):  # one OpenMP thread in this thread too
+        return estimator.predict_proba(X)[:, 1]
 
 
 def _rate_lookup(rates: pd.DataFrame, features: pd.DataFrame, base_rate: float) -> np.ndarray:
@@ -751,10 +1035,31 @@ def _calibrated(estimator, X, y, groups, seed):
     folds = list(GroupKFold(n_splits=2, shuffle=True, random_state=seed).split(X, y, codes))
     method = "isotonic" if len(y) >= 2000 else "sigmoid"
     model = CalibratedClassifierCV(clone(estimator), method=method, cv=folds)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(X, y)
+    model.fit(X, y)  # warnings: silenced by the caller (see parallel.task_context)
     return model
+
+
+def _fit_candidate(estimator, X_train, y_train, X_test, caller: int):
+    """One task of the model comparison: fit a candidate, predict the test period."""
+    with task_context(caller):
+        estimator.fit(X_train, y_train)
+        return estimator, estimator.predict_proba(X_test)[:, 1]
+
+
+def _calibrate_task(estimator, X, y, groups, seed, X_test, caller: int):
+    """One task of the calibration: calibrate ``estimator`` on ``X`` (and predict
+    ``X_test`` when given)."""
+    with task_context(caller):
+        model = _calibrated(estimator, X, y, groups, seed)
+        return model, None if X_test is None else model.predict_proba(X_test)[:, 1]
+
+
+def _fan_out(calls: list, n_jobs: int) -> list:
+    """Run joblib ``calls`` in order (threads here, or the active joblib backend)."""
+    from joblib import Parallel
+
+    with configured():
+        return Parallel(n_jobs=n_jobs, prefer="threads")(calls)
 
 
 def fit_win_model(
@@ -767,11 +1072,18 @@ def fit_win_model(
     min_per_class: int = 25,
     strength: float = 20.0,
     seed: int = 0,
+    max_examples: int | None = 50_000,
+    n_jobs: int = -1,
 ) -> WinModel:
     """Learn win probabilities from the deals closed on or before ``as_of``.
 
     1. Training examples come from :func:`compute_training_examples` (no deal closed
        after ``as_of`` is ever seen, and every feature is as it was on its cut date).
+       Beyond ``max_examples`` a seeded random sample of them is learned from, in which
+       every (cut date, outcome) stratum keeps the same share (said in ``notes``): more
+       examples of the same deals add little to the model but cost time in proportion.
+       The default keeps every example of up to about 15,000 closed deals (the 5,000
+       deals of the demo data give about 16,000 examples; 1,000,000 give 3.2 million).
     2. Time-based split: training deals closed on or before the split date (chosen so
        that about ``test_share`` of the closed deals close after it); test examples are
        cut after it. Examples in between are left out so the test never leaks.
@@ -799,6 +1111,14 @@ def fit_win_model(
     strength : float, default 20
         Shrinkage of the fallback rates.
     seed : int, default 0
+        Seed of the gradient boosting, the calibration folds and the sample.
+    max_examples : int or None, default 50,000
+        Most training examples learned from (None: all).
+    n_jobs : int, default -1
+        Parallel workers for the candidate fits and the calibrations (-1: all cores; 1:
+        no parallelism). They run in threads unless a joblib backend is set
+        (``joblib.parallel_config``, e.g. Dask: see :mod:`pipeline_lib.parallel`); the
+        model is the same either way.
 
     Returns
     -------
@@ -809,7 +1129,7 @@ def fit_win_model(
     ValueError
         When ``test_share`` is not in (0, 1).
     InsufficientDataError
-        When no deal has closed by ``as_of``.
+        When no deal has closed by ``as_of``, or every closed deal was won (or lost).
 
     Examples
     --------
@@ -819,13 +1139,29 @@ def fit_win_model(
     if not 0 < test_share < 1:
         raise ValueError(f"test_share={test_share!r} must be between 0 and 1")
     ts = to_timestamp(as_of)
-    ex = compute_training_examples(ds, as_of=ts, every_days=every_days)
+    ex = compute_training_examples(
+        ds, as_of=ts, every_days=every_days, max_examples=max_examples, seed=seed
+    )
+    outcomes = ex.drop_duplicates("opportunity_id")["won"]
+    if outcomes.nunique() < 2:
+        seen, missing = ("won", "lost") if outcomes.iloc[0] == 1 else ("lost", "won")
+        which = (
+            f"the only deal closed by {ts.date()} (and open on a past cut date) was"
+            if len(outcomes) == 1
+            else f"all {len(outcomes):,} deals closed by {ts.date()} (and open on a past cut "
+            "date) were"
+        )
+        raise InsufficientDataError(
+            f"{which} {seen}: win probabilities need {missing} deals too, to learn what tells "
+            "the two apart; load more history or choose a later as_of"
+        )
     # one thread per fit: OpenMP threads fighting for busy cores slow boosting tenfold
-    with threadpool_limits(limits=1):
-        return _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed)
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed, n_jobs)
 
 
-def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> WinModel:
+def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed, n_jobs) -> WinModel:
     """The body of :func:`fit_win_model` once the training examples are built."""
     notes = []
     cat = _usable(ex, CATEGORICAL_FEATURES)
@@ -835,8 +1171,13 @@ def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> W
             "No stage history: stage, time in stage and close-date pushes are not used "
             "(a deal's stage on past dates cannot be known without it)."
         )
-    deals = ex.drop_duplicates("opportunity_id")
-    n_closed, n_won = len(deals), int(deals["won"].sum())
+    n_closed, n_won = ex.attrs["n_deals"], ex.attrs["n_won_deals"]
+    if len(ex) < ex.attrs["n_available"]:
+        notes.append(
+            f"Learnt from a random sample of {len(ex):,} of the {ex.attrs['n_available']:,} "
+            "examples (deal x cut date), every cut date and outcome keeping the same share "
+            f"(seed {seed}): more examples of the same deals would add little."
+        )
     base_rate = float(ex["won"].mean())
     reference = {c: ex[c].mode(dropna=True).iloc[0] for c in cat}
     reference.update({c: float(ex[c].median()) for c in num})
@@ -879,14 +1220,23 @@ def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> W
             bounds=bounds,
         )
 
-    X_train, X_test = _prepare(train, cat, num, bounds), _prepare(test, cat, num, bounds)
+    from joblib import delayed
+
+    vocab = _vocabulary(ex, cat)
+    X_train, X_test = (
+        _prepare(train, cat, num, bounds, vocab),
+        _prepare(test, cat, num, bounds, vocab),
+    )
+    y_train = train["won"].to_numpy()
     train_rate = float(train["won"].mean())
+    candidates = _candidates(cat, num, seed)
+    me = os.getpid()
+    fits = _fan_out(
+        [delayed(_fit_candidate)(est, X_train, y_train, X_test, me) for est in candidates.values()],
+        n_jobs,
+    )
     rows, curves, fitted = [], [], {}
-    for key, est in _candidates(cat, num, seed).items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(X_train, train["won"].to_numpy())
-            p = est.predict_proba(X_test)[:, 1]
+    for key, (est, p) in zip(candidates, fits, strict=True):
         fitted[key] = est
         name = _MODEL_NAMES[key]
         rows.append(compute_classifier_metrics(test["won"], p, base_rate=train_rate, model=name))
@@ -895,12 +1245,24 @@ def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> W
     keys = list(fitted)
     best = keys[int(comparison["auc"].fillna(-1).to_numpy().argmax())]
     best_name = f"{_MODEL_NAMES[best]} (calibrated)"
-    cal = _calibrated(
-        fitted[best], X_train, train["won"].to_numpy(), train["opportunity_id"].to_numpy(), seed
+    # calibrated on the training part (tested), and on everything (the final model)
+    (_, p), (final, _) = _fan_out(
+        [
+            delayed(_calibrate_task)(
+                fitted[best], X_train, y_train, train["opportunity_id"].to_numpy(), seed, X_test, me
+            ),
+            delayed(_calibrate_task)(
+                fitted[best],
+                _prepare(ex, cat, num, bounds, vocab),
+                ex["won"].to_numpy(),
+                ex["opportunity_id"].to_numpy(),
+                seed,
+                None,
+                me,
+            ),
+        ],
+        n_jobs,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        p = cal.predict_proba(X_test)[:, 1]
     comparison = pd.concat(
         [
             comparison,
@@ -911,13 +1273,6 @@ def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> W
     curves.append(compute_calibration_curve(test["won"], p, model=best_name))
     comparison["chosen"] = comparison["model"].eq(best_name)
     comparison["n_train"] = len(train)
-    final = _calibrated(
-        fitted[best],
-        _prepare(ex, cat, num, bounds),
-        ex["won"].to_numpy(),
-        ex["opportunity_id"].to_numpy(),
-        seed,
-    )
     notes.append(
         f"Compared on {len(test):,} examples (deal x cut date) cut after {split.date()}, "
         f"trained on {len(train):,} from deals closed by then; examples of the same deal "
@@ -939,6 +1294,7 @@ def _fit(ex, ds, ts, test_share, min_closed, min_per_class, strength, seed) -> W
         split_date=split,
         notes=tuple(notes),
         bounds=bounds,
+        vocabulary=vocab,
     )
 
 
@@ -963,7 +1319,9 @@ def _describe(feature: str, value) -> str:
     return f"{label} {value}"
 
 
-def _factors(model: WinModel, feats: pd.DataFrame, p: np.ndarray, top: int) -> list[str]:
+def _factors(
+    model: WinModel, feats: pd.DataFrame, p: np.ndarray, top: int, n_jobs: int = 1
+) -> list[str]:
     """Top factors per deal: the change in probability when a feature is set to typical."""
     cols = [c for c in (*model.categorical, *model.numeric) if c in feats]
     if model.fallback:
@@ -974,23 +1332,53 @@ def _factors(model: WinModel, feats: pd.DataFrame, p: np.ndarray, top: int) -> l
     if not cols:
         return [""] * len(feats)
     # one batch: every deal once per feature, with that feature set to its typical value
-    alt = pd.concat([feats.assign(**{c: model.reference[c]}) for c in cols], ignore_index=True)
-    p_alt = model.predict(alt).reshape(len(cols), len(feats)).T
-    deltas = p[:, None] - p_alt
-    out = []
-    for i in range(len(feats)):
-        order = np.argsort(-np.abs(deltas[i]))[:top]
-        parts = [
-            f"{_describe(cols[j], feats[cols[j]].iloc[i])} ({deltas[i, j] * 100:+.0f} pts)"
-            for j in order
-            if abs(deltas[i, j]) >= 0.005
-        ]
-        out.append("; ".join(parts))
-    return out
+    if model.fallback:
+        alt = pd.concat([feats.assign(**{c: model.reference[c]}) for c in cols], ignore_index=True)
+        p_alt = model.predict(alt)
+    else:  # the model input is prepared once; each block swaps in one typical value
+        feat_cols = (*model.categorical, *model.numeric)
+        prep = (model.categorical, model.numeric, model.bounds, model.vocabulary)
+        X = _prepare(feats, *prep)
+        typical = _prepare(pd.DataFrame({c: [model.reference[c]] for c in feat_cols}), *prep)
+        # a deal whose value is the typical one already keeps its probability (the same
+        # input gives the same output): only the others are predicted again
+        p_alt = np.repeat(p[None, :], len(cols), axis=0)
+        blocks, where = [], []
+        for j, c in enumerate(cols):
+            value = typical[c].iloc[0]
+            change = np.flatnonzero(X[c].to_numpy() != value)
+            if len(change):
+                blocks.append(X.iloc[change].assign(**{c: value}))
+                where.append((j, change))
+        if blocks:
+            pred = model._predict_prepared(pd.concat(blocks, ignore_index=True), n_jobs)
+            starts = np.cumsum([0] + [len(change) for _, change in where])
+            for (j, change), a in zip(where, starts[:-1], strict=True):
+                p_alt[j, change] = pred[a : a + len(change)]
+    deltas = p[:, None] - p_alt.reshape(len(cols), len(feats)).T
+    order = np.argsort(-np.abs(deltas), axis=1)[:, :top]  # the largest changes first
+    picked = np.take_along_axis(deltas, order, axis=1)
+    shown = np.abs(picked) >= 0.005
+    parts = np.full(order.shape, "", dtype=object)
+    for j, c in enumerate(cols):  # feature by feature: the deals where it is a top factor
+        deal, slot = np.nonzero(shown & (order == j))
+        if len(deal):
+            values = feats[c].to_numpy()[deal]
+            points = picked[deal, slot] * 100
+            parts[deal, slot] = [
+                f"{_describe(c, v)} ({pt:+.0f} pts)" for v, pt in zip(values, points, strict=True)
+            ]
+    return ["; ".join(p for p in row if p) for row in parts.tolist()]
 
 
 def score_open_deals(
-    ds: Dataset, *, as_of, model: WinModel | None = None, top_factors: int = 3, **fit_options
+    ds: Dataset,
+    *,
+    as_of,
+    model: WinModel | None = None,
+    top_factors: int = 3,
+    n_jobs: int = -1,
+    **fit_options,
 ) -> pd.DataFrame:
     """Win probability, expected value and top factors of every deal open on ``as_of``.
 
@@ -1006,6 +1394,8 @@ def score_open_deals(
         A model from :func:`fit_win_model` with the same ``as_of``; fitted when omitted
         (``fit_options`` are passed on).
     top_factors : int, default 3
+    n_jobs : int, default -1
+        Threads for the predictions (-1: all cores), also passed on when fitting.
 
     Returns
     -------
@@ -1027,27 +1417,25 @@ def score_open_deals(
     """
     ts = to_timestamp(as_of)
     if model is None:
-        model = fit_win_model(ds, as_of=ts, **fit_options)
+        model = fit_win_model(ds, as_of=ts, n_jobs=n_jobs, **fit_options)
     elif model.as_of != ts:
         raise ValueError(
             f"model was fitted as of {model.as_of.date()}, not as_of={ts.date()}: "
             "refit it with fit_win_model(ds, as_of=as_of)"
         )
-    feats = compute_deal_features(ds, as_of=ts)
+    opps, feats, _ = _open_deals(ds, ts)  # row i of feats describes row i of opps
     if feats.empty:
         raise InsufficientDataError(f"no deal is open on {ts.date()}: nothing to score")
-    p = model.predict(feats)
-    snap = ds.snapshot(ts).opportunities.set_index("opportunity_id")
-    ids = feats["opportunity_id"]
-    out = pd.DataFrame({"opportunity_id": ids})
+    p = model.predict(feats, n_jobs=n_jobs)
+    out = pd.DataFrame({"opportunity_id": feats["opportunity_id"]})
     for c in ("name", "product", "stage", "owner", "team"):
-        if c in snap:
-            out[c] = ids.map(snap[c]).to_numpy()
-    out["amount"] = ids.map(snap["amount"]).astype("float64").to_numpy()
-    out["close_date"] = ids.map(snap["close_date"]).to_numpy()
+        if c in opps:
+            out[c] = opps[c].to_numpy()
+    out["amount"] = opps["amount"].astype("float64").to_numpy()
+    out["close_date"] = opps["close_date"].to_numpy()
     out["win_probability"] = p
     out["expected_value"] = out["amount"] * out["win_probability"]
-    out["factors"] = _factors(model, feats, p, top_factors)
+    out["factors"] = _factors(model, feats, p, top_factors, n_jobs)
     return out.sort_values(
         ["expected_value", "opportunity_id"], ascending=[False, True], na_position="last"
     ).reset_index(drop=True)

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
+import weakref
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from . import io, parsing, schema
@@ -456,31 +461,41 @@ def load_tables(config: SourceConfig, *, progress: bool = False) -> LoadResult:
     """
     ledger = _Ledger()
     tables: dict[str, pd.DataFrame] = {}
-    raw_cache: dict[str, io.RawTable] = {}
+    raw_cache: dict[str, io.RawTable] = {}  # only raw tables another table is made from
+    wide_sources = {s.wide_from for s in config.tables.values() if s.wide_from}
     names = [n for n in _ORDER if n in config.tables]
+    to_read = [n for n in names if not config.tables[n].wide_from]
     iterator = names
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(names, desc="loading tables", unit="table")
-    for name in iterator:
-        spec = config.tables[name]
-        if spec.wide_from:
-            frame = _wide_history(config, spec, raw_cache[spec.wide_from], ledger, tables)
-        else:
-            raw = io.read_table(
-                spec.path,
-                format=spec.format,
-                encoding=spec.parse.get("encoding", "auto"),
-                sep=spec.parse.get("sep", "auto"),
-                sheet=spec.sheet,
-                query=spec.query,
-                url=spec.url,
-                base=config.base_dir,
-            )
-            raw_cache[name] = raw
-            frame = _load_one(config, spec, raw, ledger, tables)
-        tables[name] = schema.validate_table(name, frame)
+    # Files are read one ahead in a thread (pyarrow and pandas readers release the GIL),
+    # so the next table is read while this one is parsed and checked.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline-read")
+    pending: dict[str, Future] = {}
+
+    def read_ahead() -> None:
+        if to_read:
+            nxt = to_read.pop(0)
+            pending[nxt] = reader.submit(_read_raw, config, config.tables[nxt])
+
+    try:
+        read_ahead()
+        for name in iterator:
+            spec = config.tables[name]
+            if spec.wide_from:
+                frame = _wide_history(config, spec, raw_cache[spec.wide_from], ledger, tables)
+            else:
+                raw = pending.pop(name).result()
+                read_ahead()
+                if name in wide_sources:
+                    raw_cache[name] = raw
+                frame = _load_one(config, spec, raw, ledger, tables)
+                del raw
+            tables[name] = schema.validate_table(name, frame)
+    finally:
+        reader.shutdown(wait=False, cancel_futures=True)
     _cross_checks(tables, ledger)
     counts = pd.DataFrame(ledger.counts, columns=list(COUNT_COLUMNS))
     return LoadResult(
@@ -492,6 +507,19 @@ def load_tables(config: SourceConfig, *, progress: bool = False) -> LoadResult:
     )
 
 
+def _read_raw(config: SourceConfig, spec: TableSpec) -> io.RawTable:
+    return io.read_table(
+        spec.path,
+        format=spec.format,
+        encoding=spec.parse.get("encoding", "auto"),
+        sep=spec.parse.get("sep", "auto"),
+        sheet=spec.sheet,
+        query=spec.query,
+        url=spec.url,
+        base=config.base_dir,
+    )
+
+
 def _resolve_columns(
     config: SourceConfig, spec: TableSpec, raw: io.RawTable
 ) -> dict[str, list[str]]:
@@ -499,7 +527,9 @@ def _resolve_columns(
     headers = [c for c in raw.frame.columns if c != "_row"]
     by_key = {parsing.normalize_key(h): h for h in headers}
     found: dict[str, list[str]] = {}
-    canonical = set(schema.columns_of(spec.name)) | set(spec.columns)
+    # canonical columns in schema order, then the config's own (a set's order would
+    # change from one run to the next)
+    canonical = dict.fromkeys([*schema.columns_of(spec.name), *spec.columns])
     for col in canonical:
         wanted = spec.columns.get(col, ())
         present = [
@@ -598,7 +628,7 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
             out.setdefault("_currency_parsed", currency)
         if invalid is not None and invalid.any():
             problems[col] = (invalid, issue, raw_col)
-    frame = pd.DataFrame(out, index=src.index)
+    frame = pd.DataFrame(out, index=src.index, copy=False)  # copy-on-write guards `src`
 
     # unknown columns are kept under their source name
     for h in src.columns:
@@ -622,7 +652,7 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
             reason = f"{col} is missing" if col not in problems else f"{col}: {problems[col][1]}"
             ledger.reject(name, file, rows[bad], col, reason, raw_vals)
             keep &= ~bad
-    if keys is not None:
+    if keys is not None and parsing._has_duplicates(keys, missing=False):
         dup = keys.duplicated(keep="first").to_numpy() & keep & keys.notna().to_numpy()
         if dup.any():
             first_row = (
@@ -649,7 +679,8 @@ def _load_one(config, spec: TableSpec, raw: io.RawTable, ledger: _Ledger, tables
         ledger.warn(
             name, file, rows[m], keys[m] if keys is not None else None, col, issue, raw_col[m]
         )
-    frame = frame.loc[keep]
+    if not keep.all():
+        frame = frame.loc[keep]
     kept_rows = rows[keep]
 
     if name == "opportunities":
@@ -736,15 +767,49 @@ def _configured(note: str) -> str:
 
 def _alias(values: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
     lookup = {parsing.normalize_key(str(k)): str(v) for k, v in mapping.items()}
-    keys = values.map(lambda v: parsing.normalize_key(v) if isinstance(v, str) else v)
-    mapped = keys.map(lookup)
-    return mapped.where(mapped.notna(), values).astype("str")
+    return _map_distinct(
+        values, lambda v: lookup.get(parsing.normalize_key(v), v) if isinstance(v, str) else v
+    )
+
+
+def _map_distinct(values: pd.Series, func, *, na_action: str | None = "ignore") -> pd.Series:
+    """``values.map(func).astype("str")``, calling ``func`` once per distinct value.
+
+    Missing values stay missing (``na_action="ignore"``) or become ``func(nan)``
+    (``na_action=None``, as :meth:`pandas.Series.map` does); ``None`` results are missing.
+    """
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    results = [func(v) for v in uniq]
+    missing = (codes < 0).any()
+    if (
+        parsing._is_arrow_text(values)
+        and not (na_action is None and missing)
+        and all(type(r) is str and r == v for r, v in zip(results, uniq, strict=True))
+    ):  # every value maps to itself (stages already canonical): no new column
+        return pd.Series(values.array, index=values.index, name=values.name, dtype="str")
+    if na_action is None and missing:
+        codes = np.where(codes < 0, len(results), codes)
+        results.append(func(np.nan))
+    out = pd.Series(results, dtype=object).astype("str").array.take(codes, allow_fill=True)
+    return pd.Series(out, index=values.index, name=values.name, dtype="str")
+
+
+def _str_distinct(values: pd.Series, func) -> pd.Series:
+    """``func(values)`` for a vectorised text function (``.str`` methods), worked out on
+    the distinct values only."""
+    if not parsing._is_arrow_text(values):
+        return func(values)
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    done = func(pd.Series(uniq.array, dtype="str"))
+    out = pd.array(done, dtype="str").take(codes, allow_fill=True)
+    return pd.Series(out, index=values.index, name=values.name, dtype="str")
 
 
 def _map_stages(config: SourceConfig, values: pd.Series, file: str, column: str, rows) -> pd.Series:
     lookup = config.stages._lookup()
-    keys = values.map(lambda v: parsing.normalize_key(v) if isinstance(v, str) else v)
-    mapped = keys.map(lookup)
+    mapped = _map_distinct(
+        values, lambda v: lookup.get(parsing.normalize_key(v)) if isinstance(v, str) else None
+    )
     unknown = values[mapped.isna() & values.notna()]
     if len(unknown):
         counts = unknown.value_counts()
@@ -758,11 +823,11 @@ def _map_stages(config: SourceConfig, values: pd.Series, file: str, column: str,
             "Fix: add them to stages.open/won/lost, or map them under stages.aliases "
             f"in {config.path}."
         )
-    return mapped.astype("str").where(mapped.notna(), pd.NA)
+    return mapped
 
 
 def _apply_stages(config, spec, raw, frame, found) -> pd.DataFrame:
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # copy-on-write: the caller's frame is never changed
     rows = raw.frame["_row"].to_numpy()
     stage_header = found.get("stage", ["stage"])[0]
     if "stage" in frame:
@@ -770,7 +835,7 @@ def _apply_stages(config, spec, raw, frame, found) -> pd.DataFrame:
     if spec.name != "opportunities":
         return frame
     if "status" in frame:  # a separate status column (Pipedrive): Open / Won / Lost
-        status = frame["status"].str.strip().str.casefold()
+        status = _str_distinct(frame["status"], lambda s: s.str.strip().str.casefold())
         bad = status.notna() & ~status.isin(schema.STATUSES)
         if bad.any():
             raise UnknownStageError(
@@ -778,7 +843,11 @@ def _apply_stages(config, spec, raw, frame, found) -> pd.DataFrame:
                 f"{sorted(frame['status'][bad].unique())[:10]}; "
                 "expected Open, Won or Lost. Fix: map the status column to the right header."
             )
-        derived = frame["stage"].map(config.stages.status_of) if "stage" in frame else None
+        derived = (
+            _map_distinct(frame["stage"], config.stages.status_of, na_action=None)
+            if "stage" in frame
+            else None
+        )
         if derived is not None:
             status = status.where(status.notna(), derived)
         frame["status"] = status.astype("str").where(status.notna(), pd.NA)
@@ -793,9 +862,7 @@ def _apply_stages(config, spec, raw, frame, found) -> pd.DataFrame:
             frame.loc[frame["status"] == schema.LOST, "stage"] = config.stages.lost[0]
             frame.loc[frame["stage"].isna() & frame["status"].eq(schema.OPEN), "stage"] = pd.NA
     else:
-        frame["status"] = (
-            frame["stage"].map(config.stages.status_of, na_action="ignore").astype("str")
-        )
+        frame["status"] = _map_distinct(frame["stage"], config.stages.status_of)
     return frame
 
 
@@ -900,12 +967,12 @@ def _wide_history(config, spec, raw: io.RawTable, ledger: _Ledger, tables) -> pd
         )
     opp_found = _resolve_columns(config, config.tables["opportunities"], raw)
     ids = parsing.clean_text(_coalesce(raw.frame, opp_found["opportunity_id"]))
-    loaded_ids = set(tables["opportunities"]["opportunity_id"])
+    loaded_ids = tables["opportunities"]["opportunity_id"]
     parts = []
     for header, stage in cols.items():
         res = parsing.parse_date(raw.frame[header], dayfirst=spec.parse.get("dayfirst", "auto"))
         part = pd.DataFrame({"opportunity_id": ids, "stage": stage, "entered_at": res.values})
-        parts.append(part[part["entered_at"].notna() & ids.isin(loaded_ids)])
+        parts.append(part[part["entered_at"].notna() & parsing._isin(ids, loaded_ids)])
     long = pd.concat(parts, ignore_index=True)
     long["stage"] = _map_stages(
         config, long["stage"], raw.file, "Date entered columns", np.zeros(len(long))
@@ -923,12 +990,76 @@ def _wide_history(config, spec, raw: io.RawTable, ledger: _Ledger, tables) -> pd
     return long
 
 
+#: (id of a stage history, id of its opportunities) -> (weak refs to both, positions)
+_POSITIONS: dict[tuple[int, int], tuple[weakref.ref, weakref.ref, np.ndarray | None]] = {}
+_POSITIONS_SIZE = 8
+_positions_lock = threading.Lock()
+
+
+def _hist_positions(hist: pd.DataFrame, opps: pd.DataFrame) -> np.ndarray | None:
+    """For each stage-history row, the position of its deal in ``opps`` (-1: none).
+
+    ``None`` when the opportunity ids are not unique or some are missing (then a position
+    cannot stand for an id). Tables are never modified in place, so the answer is kept per
+    pair of table objects (weakly, a few pairs): every snapshot and filter of the same
+    Dataset reuses the one look-up of millions of ids.
+    """
+    key = (id(hist), id(opps))
+    with _positions_lock:
+        entry = _POSITIONS.get(key)
+    if entry is not None and entry[0]() is hist and entry[1]() is opps:
+        return entry[2]
+    hist_ids, opp_ids = hist["opportunity_id"], opps["opportunity_id"]
+    if opp_ids.isna().any() or parsing._has_duplicates(opp_ids):
+        pos = None
+    elif parsing._is_arrow_text(hist_ids) and parsing._is_arrow_text(opp_ids):
+        found = pc.index_in(
+            pa.array(hist_ids.array), value_set=pa.array(opp_ids.array), skip_nulls=True
+        )
+        pos = np.asarray(found.fill_null(-1), dtype=np.int64)
+    else:
+        pos = pd.Index(opp_ids).get_indexer(hist_ids).astype(np.int64)
+    _remember_positions(hist, opps, pos)
+    return pos
+
+
+def _remember_positions(hist: pd.DataFrame, opps: pd.DataFrame, pos: np.ndarray | None) -> None:
+    if pos is not None:
+        pos.flags.writeable = False
+    with _positions_lock:
+        for k in [k for k, e in _POSITIONS.items() if e[0]() is None or e[1]() is None]:
+            del _POSITIONS[k]
+        while len(_POSITIONS) >= _POSITIONS_SIZE:
+            del _POSITIONS[next(iter(_POSITIONS))]
+        _POSITIONS[(id(hist), id(opps))] = (weakref.ref(hist), weakref.ref(opps), pos)
+
+
 def _cross_checks(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> None:
     """Links between tables: history for unknown deals is rejected; dangling links warn."""
     opps = tables["opportunities"]
-    if "stage_history" in tables and "_row" in tables["stage_history"]:
+    links = (  # opportunities column -> the table and column it should be found in
+        ("lead_id", "leads", "lead_id", "lead_id not found in the leads table"),
+        ("product", "products", "product", "product not in the products table (alias it?)"),
+        ("account", "accounts", "account", "account not in the accounts table (alias it?)"),
+    )
+    links = tuple(link for link in links if link[1] in tables and link[0] in opps)
+    checks_history = "stage_history" in tables and "_row" in tables["stage_history"]
+    # the look-ups (millions of ids) run side by side: arrow releases the GIL
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline-links") as pool:
+        if checks_history:
+            positions = pool.submit(_hist_positions, tables["stage_history"], opps)
+        linked = [
+            pool.submit(parsing._isin, opps[col], tables[table][key])
+            for col, table, key, _ in links
+        ]
+    if checks_history:
         hist = tables["stage_history"]
-        orphan = ~hist["opportunity_id"].isin(opps["opportunity_id"])
+        pos = positions.result()
+        if pos is None:
+            found = parsing._isin(hist["opportunity_id"], opps["opportunity_id"])
+        else:
+            found = pos >= 0
+        orphan = pd.Series(~found, index=hist.index)
         if orphan.any():
             file = next(c["file"] for c in ledger.counts if c["table"] == "stage_history")
             ledger.reject(
@@ -944,21 +1075,17 @@ def _cross_checks(tables: dict[str, pd.DataFrame], ledger: _Ledger) -> None:
                     c["loaded"] -= int(orphan.sum())
                     c["rejected"] += int(orphan.sum())
             tables["stage_history"] = hist.loc[~orphan].reset_index(drop=True)
+            if pos is not None:  # what snapshots of the loaded data will ask for
+                _remember_positions(tables["stage_history"], opps, pos[found])
     file_of = {c["table"]: c["file"] for c in ledger.counts}
-    links = (  # opportunities column -> the table and column it should be found in
-        ("lead_id", "leads", "lead_id", "lead_id not found in the leads table"),
-        ("product", "products", "product", "product not in the products table (alias it?)"),
-        ("account", "accounts", "account", "account not in the accounts table (alias it?)"),
-    )
-    for col, table, key, issue in links:
-        if table in tables and col in opps:
-            m = (opps[col].notna() & ~opps[col].isin(tables[table][key])).to_numpy()
-            ledger.warn(
-                "opportunities",
-                file_of["opportunities"],
-                opps["_row"][m],
-                opps["opportunity_id"][m],
-                col,
-                issue,
-                opps[col][m],
-            )
+    for (col, _, _, issue), found in zip(links, linked, strict=True):
+        m = opps[col].notna().to_numpy() & ~found.result()
+        ledger.warn(
+            "opportunities",
+            file_of["opportunities"],
+            opps["_row"][m],
+            opps["opportunity_id"][m],
+            col,
+            issue,
+            opps[col][m],
+        )

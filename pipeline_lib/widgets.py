@@ -1,11 +1,12 @@
 """The filter bar of the dashboards, and the glue that shows report sections.
 
 A notebook builds one :class:`FilterBar` over its Dataset and shows each section with
-:meth:`FilterBar.show`. In a static report (a Papermill run) the bar is invisible and
-every section is displayed once. Interactively (Voila, JupyterLab) the bar shows a date
-range and a dropdown per segment column; changing one re-renders every section from
-results cached per filter state. This module computes nothing itself: sections are
-*views* (see :mod:`pipeline_lib.views`).
+:meth:`FilterBar.show`. In a static report (a Papermill run) the bar is invisible — but
+for one line naming the filters the notebook started with (its ``segment_filters``
+parameter), if any — and every section is displayed once. Interactively (Voila,
+JupyterLab) the bar shows a date range and a dropdown per segment column; changing one
+re-renders every section from results cached per filter state. This module computes
+nothing itself: sections are *views* (see :mod:`pipeline_lib.views`).
 
 The mode comes from the environment: ``PIPELINE_WORKBENCH_MODE`` set to ``report`` (the
 runner sets it), ``dashboard`` or ``interactive`` wins; otherwise a kernel started by
@@ -174,6 +175,19 @@ class FilterBar:
         bar under Voila (type from the value, as for :meth:`show`; a :class:`Choice` is a
         dropdown); a section that takes an option of that name gets the bar's value, and
         changing it re-renders them all.
+    filters : mapping of str to value, optional
+        Filters active from the start (a notebook's ``segment_filters`` parameter): an
+        opportunity column and the value (or list of values) to keep, e.g.
+        ``{"team": "EMEA", "product": ["A", "B"]}``; ``start`` / ``end`` bound the date
+        range. Any opportunity column may be named, not only the dropdowns. A static
+        report states the active filters at :meth:`display`; a section left with no
+        opportunity says that the filter selected nothing.
+
+    Raises
+    ------
+    ValueError
+        When ``filters`` names a column the opportunities do not have, or a date bound
+        while there is no date range.
 
     Examples
     --------
@@ -191,6 +205,7 @@ class FilterBar:
         date_column: str | None = "created_date",
         interactive: bool | None = None,
         controls: Mapping[str, Any] | None = None,
+        filters: Mapping[str, Any] | None = None,
     ) -> None:
         self._base = ds
         self.as_of = to_timestamp(as_of)
@@ -204,6 +219,7 @@ class FilterBar:
         self._shared_inputs: dict = {}
         self._filters: dict = {"start": None, "end": None}
         self._filters.update({c: None for c in self.segments})
+        self._filters.update(_check_filters(filters, opps, date_column=self.date_column))
         self._sections: list[_Section] = []
         self._cache: OrderedDict = OrderedDict()
         self._datasets: OrderedDict = OrderedDict()
@@ -221,7 +237,7 @@ class FilterBar:
         """The Dataset filtered by the bar's current state."""
         key = _freeze(self._filters)
         if key not in self._datasets:
-            segs = {c: self._filters[c] for c in self.segments}
+            segs = {c: v for c, v in self._filters.items() if c not in ("start", "end")}
             if self.date_column is None:
                 ds = self._base.filter(date_column=None, **segs)
             else:
@@ -255,12 +271,37 @@ class FilterBar:
 
     # -- display ----------------------------------------------------------------------
     def display(self) -> None:
-        """Show the bar (interactive mode only; a static report shows nothing)."""
-        if not self.interactive:
-            return
+        """Show the bar; a static report shows only a line naming the active filters."""
         from IPython.display import display
 
+        if not self.interactive:
+            text = self._filter_text()
+            if text:
+                for data, meta in render_items([text]):
+                    display(data, metadata=meta, raw=True)
+            return
         display(self._build_widget())
+
+    def _active(self) -> list[str]:
+        """The active filters as ``"column = value"`` texts."""
+        dates = {"start": f"{self.date_column} from", "end": f"{self.date_column} to"}
+        return [
+            f"{dates[k]} {v}" if k in dates else f"{k} = {_label(v)}"
+            for k, v in self._filters.items()
+            if v is not None
+        ]
+
+    def _filter_text(self) -> str:
+        """A static report's line on the active filters ('' when none)."""
+        active = self._active()
+        if not active:
+            return ""
+        shown = len(self.dataset.opportunities)
+        total = len(self._base.opportunities)
+        text = f"**Filtered to {'; '.join(active)}:** {shown:,} of {total:,} opportunities."
+        if shown == 0 and total > 0:
+            text += " No opportunity matches, so most sections below have nothing to show."
+        return text
 
     def show(self, view: Callable, *, controls: Sequence[str] = (), **options) -> None:
         """Display one section: ``view(bar.dataset, as_of=bar.as_of, **options)``.
@@ -314,11 +355,20 @@ class FilterBar:
         try:
             bundles = render_items(view(self.dataset, as_of=self.as_of, **options))
         except InsufficientDataError as exc:
-            bundles = _note(str(exc))
+            bundles = _note(self._explain(exc))
         self._cache[key] = bundles
         while len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return bundles
+
+    def _explain(self, exc: InsufficientDataError) -> str:
+        """The note for a section that cannot be computed: the filter first, if it is why."""
+        if len(self.dataset.opportunities) == 0 and len(self._base.opportunities) > 0:
+            return (
+                f"No opportunity matches the filter ({'; '.join(self._active())}), so there "
+                "is nothing to analyse here; widen or clear the filter."
+            )
+        return str(exc)
 
     def _with_shared(self, options: dict) -> dict:
         """``options`` with the bar-level controls' current values where a name matches."""
@@ -396,13 +446,22 @@ class FilterBar:
         for column in self.segments:
             values = self._base.opportunities[column].dropna().astype(str).unique()
             values = sorted(values)[:_MAX_OPTIONS]
+            start = self._filters[column]
+            label = _ALL if start is None else _label(start)
+            lookup = {label: start}  # a starting filter may be a list or an absent value
+            if label not in (_ALL, *values):
+                values.insert(0, label)
             dropdown = ipw.Dropdown(
-                options=[_ALL, *values], value=_ALL, description=column.replace("_", " ")
+                options=[_ALL, *values], value=label, description=column.replace("_", " ")
             )
             dropdown.add_class(f"pw-filter-{column}")
             dropdown.observe(
-                lambda change, c=column: self.set_filters(
-                    **{c: None if change["new"] == _ALL else change["new"]}
+                lambda change, c=column, lookup=lookup: self.set_filters(
+                    **{
+                        c: None
+                        if change["new"] == _ALL
+                        else lookup.get(change["new"], change["new"])
+                    }
                 ),
                 names="value",
             )
@@ -425,12 +484,52 @@ class FilterBar:
             return
         shown = len(self.dataset.opportunities)
         total = len(self._base.opportunities)
-        active = [f"{k} {v}" for k, v in self._filters.items() if v is not None]
+        active = [f"{k} {_label(v)}" for k, v in self._filters.items() if v is not None]
         what = "; ".join(active) if active else "no filter"
         busy = f" <b>{updating}</b>" if updating else ""
         self._status.value = (
             f"<small>Showing {shown:,} of {total:,} opportunities ({what}).{busy}</small>"
         )
+
+
+def _label(value) -> str:
+    """A filter value as text: lists joined by " or "."""
+    if isinstance(value, list | tuple | set):
+        return " or ".join(map(str, value)) if value else "(no value)"
+    return str(value)
+
+
+def _check_filters(filters, opps: pd.DataFrame, *, date_column: str | None) -> dict:
+    """Starting filters checked against the opportunities' columns (lists become tuples)."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, Mapping):
+        raise ValueError(
+            f"filters must map opportunity columns to values, e.g. {{'team': 'EMEA'}}; "
+            f"got {filters!r}"
+        )
+    columns = [c for c in opps.columns if not str(c).startswith("_")]
+    out: dict = {}
+    for key, value in filters.items():
+        if key in ("start", "end"):
+            if value is None:
+                continue
+            if date_column is None:
+                raise ValueError(
+                    f"filters: {key!r} needs a date range, and this bar has none "
+                    "(date_column is None or absent from the opportunities)"
+                )
+            out[key] = to_timestamp(value, name=key).date().isoformat()
+        elif key not in opps.columns:
+            raise ValueError(
+                f"filters: the opportunities have no column {key!r}; filter on one of "
+                f"{', '.join(columns)}"
+            )
+        elif isinstance(value, list | tuple | set):
+            out[key] = tuple(value)
+        else:
+            out[key] = value
+    return out
 
 
 def _control_value(widget, original):

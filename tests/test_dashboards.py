@@ -78,8 +78,9 @@ def test_voila_settings_lock_the_server_down():
     assert voila["allow_template_override"] == "NO" and voila["allow_theme_override"] == "NO"
     assert voila["preheat_kernel"] is True and voila["default_pool_size"] >= 1
     assert settings["MappingKernelManager"]["cull_idle_timeout"] > 0
-    argv = dashboards.voila_command("served", port=9999)
-    assert argv[1:4] == ["-m", "voila", "served"] and "--port=9999" in argv
+    argv = dashboards.voila_command("served", port=9999, extra=["--Foo.bar=1"])
+    assert argv[1] == "-c" and "run_voila()" in argv[2] and argv[3] == "served"
+    assert "--port=9999" in argv and argv[-1] == "--Foo.bar=1"
     assert dashboards.dashboard_env({})["PIPELINE_WORKBENCH_MODE"] == "dashboard"
 
 
@@ -179,6 +180,7 @@ def test_dashboard_renders_and_filters(server, browser, stem):
         page.wait_for_selector(".pw-section", timeout=60_000)
         html = page.content()
         assert "from pipeline_lib import" not in html  # sources stripped
+        assert "cdn.jsdelivr.net" not in html  # nothing fetched from the internet
         assert "Traceback" not in page.inner_text("body")
         before = page.evaluate(_SECTIONS_JS)
         status = page.inner_text(".pw-filter-status")
@@ -205,6 +207,9 @@ def test_dashboard_renders_and_filters(server, browser, stem):
         page.screenshot(path=str(ARTIFACTS / f"{stem}.png"), full_page=True)
         assert not errors, errors
     finally:
+        # leave the page as a visitor does: its unload beacon shuts the kernel down
+        # (headless Chromium drops the beacon of a page closed outright)
+        page.goto("about:blank")
         page.close()
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pandas as pd
 import pytest
+from pandas.testing import assert_frame_equal
 
-from pipeline_lib.dataset import load_dataset, to_timestamp
+from pipeline_lib.dataset import Dataset, load_dataset, to_timestamp
+from pipeline_lib.sources import StageConfig
 
 OPPS = (
     "opportunity_id,stage,created_date,close_date,amount,lost_reason\n"
@@ -119,3 +124,115 @@ def test_filter_applies_to_leads_by_their_own_columns(write_file, write_config):
     assert sorted(f.leads["lead_id"]) == ["L2", "L3"]
     # leads have no 'stage' column: a stage filter leaves them whole
     assert len(ds.filter(stage="Won").leads) == 3
+
+
+# --------------------------------------------------------------------------- at scale
+# Snapshots and filters use the cached position of each history row's deal and group
+# maxima instead of sorting; these compare them with the plain definition.
+
+
+def _random_dataset(seed: int, *, repeat_an_id: bool) -> Dataset:
+    rng = np.random.default_rng(seed)
+    n = 25
+    ids = [f"O{i:02d}" for i in range(n)]
+    if repeat_an_id:
+        ids[5] = ids[4]  # two deals with one id: positions cannot stand for ids
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 60, n), unit="D")
+    stage = rng.choice(["Prospecting", "Proposal", "Won", "Lost"], n)
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(ids, dtype="str"),
+            "stage": pd.Series(stage, dtype="str"),
+            "status": pd.Series(
+                np.select([stage == "Won", stage == "Lost"], ["won", "lost"], "open"), dtype="str"
+            ),
+            "created_date": created,
+            "close_date": created + pd.to_timedelta(rng.integers(0, 90, n), unit="D"),
+            "amount": rng.integers(1, 9, n) * 10.0,
+            "lost_reason": pd.Series(np.where(stage == "Lost", "Price", None), dtype="str"),
+        }
+    )
+    m = 90  # history rows: ties on a day, missing amounts/dates, ids of no deal
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(rng.choice([*ids, "ORPHAN"], m), dtype="str"),
+            "stage": pd.Series(
+                rng.choice(["Prospecting", "Proposal", "Won", "Lost"], m), dtype="str"
+            ),
+            "entered_at": pd.Timestamp("2025-01-01")
+            + pd.to_timedelta(rng.integers(0, 120, m) // 7 * 7, unit="D"),
+            "amount": np.where(rng.random(m) < 0.3, np.nan, rng.integers(1, 9, m) * 10.0),
+            "close_date": pd.Series(
+                pd.Timestamp("2025-03-01") + pd.to_timedelta(rng.integers(0, 90, m), unit="D")
+            ).where(rng.random(m) > 0.3),
+        }
+    )
+    empty = pd.DataFrame()
+    stages = StageConfig(open=("Prospecting", "Proposal"), won=("Won",), lost=("Lost",))
+    return Dataset(
+        tables={"opportunities": opps, "stage_history": hist},
+        rejects=empty,
+        warnings=empty,
+        counts=empty,
+        stages=stages,
+    )
+
+
+def _expected_opportunities(ds: Dataset, as_of: str) -> pd.DataFrame:
+    """The definition: last history row per deal after a stable sort by id and date."""
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=1)
+    opps = ds.opportunities.loc[~(ds.opportunities["created_date"] >= end)]
+    hist = ds.stage_history.loc[ds.stage_history["entered_at"] < end]
+    closed_later = opps["status"].isin(["won", "lost"]) & (opps["close_date"] >= end)
+    last = (
+        hist.sort_values(["opportunity_id", "entered_at"], kind="stable")
+        .groupby("opportunity_id", sort=False)
+        .last()
+    )
+    ids = opps["opportunity_id"]
+    has_hist = ids.isin(last.index)
+    redo = has_hist & (closed_later | opps["status"].eq("open"))
+    opps = opps.assign(
+        snapshot_exact=True, stage=opps["stage"].where(~redo, ids.map(last["stage"]))
+    )
+    for col in ("amount", "close_date"):
+        then = ids.map(last[col])
+        opps[col] = opps[col].where(~(redo & then.notna()), then)
+    guess = closed_later & ~has_hist
+    opps.loc[guess, "stage"] = "Proposal"
+    opps.loc[guess, "snapshot_exact"] = False
+    status = opps["stage"].map(ds.stages.status_of, na_action="ignore")
+    opps["status"] = status.where(status.notna(), opps["status"]).astype("str")
+    opps["lost_reason"] = opps["lost_reason"].where(~closed_later, pd.NA)
+    return opps.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("repeat_an_id", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_snapshot_matches_the_sort_and_group_definition(seed, repeat_an_id):
+    ds = _random_dataset(seed, repeat_an_id=repeat_an_id)
+    for as_of in ("2025-01-20", "2025-02-15", "2025-03-31", "2025-12-31"):
+        for _ in range(2):  # the second time from the cached positions
+            snap = ds.snapshot(as_of)
+            assert_frame_equal(snap.opportunities, _expected_opportunities(ds, as_of))
+    # a copy of the same data (new table objects) gives the same answer
+    copy = replace(ds, tables={k: v.copy() for k, v in ds.tables.items()})
+    assert_frame_equal(
+        copy.snapshot("2025-02-15").opportunities, ds.snapshot("2025-02-15").opportunities
+    )
+
+
+@pytest.mark.parametrize("repeat_an_id", [False, True])
+def test_filter_keeps_the_history_of_the_deals_kept(repeat_an_id):
+    ds = _random_dataset(4, repeat_an_id=repeat_an_id)
+    f = ds.filter(stage=["Won", "Proposal"])
+    hist = ds.stage_history
+    expected = hist.loc[hist["opportunity_id"].isin(f.opportunities["opportunity_id"])]
+    assert_frame_equal(f.stage_history, expected.reset_index(drop=True))
+    assert "ORPHAN" not in set(f.stage_history["opportunity_id"])
+    # snapshots of the filtered data (positions carried over by the filter) are those of
+    # a copy that works them out afresh
+    fresh = replace(f, tables={k: v.copy() for k, v in f.tables.items()})
+    for as_of in ("2025-02-15", "2025-12-31"):
+        assert_frame_equal(f.snapshot(as_of).opportunities, fresh.snapshot(as_of).opportunities)
+        assert_frame_equal(f.snapshot(as_of).opportunities, _expected_opportunities(fresh, as_of))

@@ -225,6 +225,44 @@ def test_prophet_forecast_is_silent(capfd, caplog):
     assert fc["forecast"].iloc[0] > 3000  # it follows the trend
 
 
+@pytest.mark.slow
+def test_prophet_intervals_are_seeded_and_leave_the_global_generator_alone():
+    """The same series gives the same interval whatever ran before (or beside) it."""
+    rng = np.random.default_rng(0)
+    y = monthly(1000 + 100 * np.arange(30) + rng.normal(0, 50, 30))
+    np.random.seed(1)
+    a = forecasting.forecast_series(y, method="prophet", horizon=3)
+    np.random.seed(2)
+    before = np.random.get_state()[1].copy()
+    b = forecasting.forecast_series(y, method="prophet", horizon=3)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+    assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_many_prophet_fits_prefer_worker_processes(demo_ds, monkeypatch):
+    """From _PROCESS_FITS Prophet fits on, the tasks prefer processes; nothing changes.
+
+    (The tasks then run in threads all the same, to keep the test quick: that they travel
+    to other processes is shown on a Dask cluster in test_parallel.py.)
+    """
+    preferred = []
+
+    class Recording(joblib.Parallel):
+        def __init__(self, *args, **kwargs):
+            preferred.append(kwargs.get("prefer"))
+            super().__init__(*args, backend="threading", **kwargs)
+
+    opts = {"as_of": "2025-12-31", "methods": ("prophet",), "horizon": 2, "origins": 1}
+    serial = forecasting.compute_bookings_forecast(demo_ds, n_jobs=1, **opts)
+    monkeypatch.setattr(joblib, "Parallel", Recording)
+    monkeypatch.setattr(forecasting, "_PROCESS_FITS", 2)  # the total: 1 window + forecast
+    pooled = forecasting.compute_bookings_forecast(demo_ds, n_jobs=2, **opts)
+    assert preferred == ["processes"]
+    assert_frame_equal(pooled.backtest, serial.backtest)
+    assert_frame_equal(pooled.forecasts, serial.forecasts)
+
+
 class _CountingBackend(ThreadingBackend):
     used = 0
 
@@ -317,6 +355,36 @@ def test_monte_carlo_is_seeded_and_checks_input():
         forecasting.simulate_bookings([1.0], [[0.8, 0.1, 0.1]], **kw)
 
 
+def _place_every_deal(amounts, probs, n_sims, rng) -> np.ndarray:
+    """The Monte Carlo as first written: all numbers at once, every deal in turn."""
+    sims = np.zeros((n_sims, probs.shape[1] + 1))
+    cum = np.cumsum(probs, axis=1)
+    u = rng.random((n_sims, len(amounts)))
+    for i in range(len(amounts)):
+        k = np.searchsorted(cum[i], u[:, i], side="right")
+        np.add.at(sims, (np.arange(n_sims), k), amounts[i])
+    return sims[:, :-1]
+
+
+def test_monte_carlo_in_blocks_equals_placing_every_deal_in_turn(monkeypatch):
+    gen = np.random.default_rng(5)
+    amounts = gen.gamma(2.0, 1000.0, 37)
+    probs = gen.dirichlet(np.ones(5), 37)[:, :4] * gen.random((37, 1))  # row sums < 1
+    probs[3] = 0.0  # never closes in the horizon
+    probs[4] = [1.0, 0.0, 0.0, 0.0]  # surely closes in the first period
+    want_rng, got_rng = np.random.default_rng(9), np.random.default_rng(9)
+    want = _place_every_deal(amounts, probs, 301, want_rng)
+    monkeypatch.setattr(forecasting, "_SIM_BLOCK", 100)  # 2 simulations a block, 151 blocks
+    got = forecasting._simulate_pipeline(amounts, probs, 301, 4, got_rng)
+    np.testing.assert_array_equal(got, want)  # exactly: the same numbers, added in order
+    assert got_rng.random() == want_rng.random()  # and the generator is where it was
+    periods = ["a", "b", "c", "d"]
+    blocks = forecasting.simulate_bookings(amounts, probs, periods=periods, n_sims=301, seed=3)
+    monkeypatch.setattr(forecasting, "_SIM_BLOCK", 10**9)
+    whole = forecasting.simulate_bookings(amounts, probs, periods=periods, n_sims=301, seed=3)
+    assert_frame_equal(blocks, whole)
+
+
 # --------------------------------------------------------------------------- pipeline parts
 
 
@@ -339,6 +407,24 @@ def test_close_timing_from_cycle_times_by_hand():
         pd.to_datetime(["2025-02-01", "2025-03-01", "2025-04-01"])
     )
     assert t.iloc[0, 1:].tolist() == pytest.approx([0.5, 0.5, 0.0, 0.0])
+
+
+def test_close_timing_beyond_every_past_case():
+    # won cycles 10, 20 and 60 days; the open deal is 100 days old on 31 Jan, older than
+    # every cycle: it is taken as a deal at the shortest of the (up to 20) longest past
+    # cycles, so it closes 0, 10 or 50 days after 1 Feb: 2/3 in Feb, 1/3 in Mar
+    opps = opportunities(
+        [
+            ("w1", "won", "2024-11-01", "2024-11-11", 10.0, "A"),
+            ("w2", "won", "2024-11-01", "2024-11-21", 10.0, "A"),
+            ("w3", "won", "2024-11-01", "2024-12-31", 10.0, "A"),
+            ("o", "open", "2024-10-24", "2025-02-15", 10.0, "A"),
+        ]
+    )
+    t = forecasting.compute_close_timing(
+        make_dataset({"opportunities": opps}), as_of="2025-01-31", horizon=3
+    )
+    assert t.iloc[0, 1:].tolist() == pytest.approx([2 / 3, 1 / 3, 0.0, 0.0])
 
 
 def test_close_timing_from_slippage(demo_ds):

@@ -471,3 +471,52 @@ def test_grand_totals_as_a_proper_row(write_file):
     assert t.frame["Owner"].tolist() == ["Ann"]
     assert t.rejects[["row", "reason"]].values.tolist() == [[3, "report footer line"]]
     assert reconciles(t)
+
+
+# --------------------------------------------------------------------------- fast reader
+# A plainly well-formed text file is parsed by pyarrow; anything else by the record
+# reader. Both must give the same table.
+
+REGULAR = [
+    'Id,Name,Amount\n1,"Acme, Inc.",10\n2,"say ""hi""",\n3,Total Wine & More,30\n',
+    "Id;Name;Amount\r\n1;Straße;1,5\r\n2; spaced ;\r\n3;Sub-total ideas;3\r\n",  # CRLF, ';'
+    "Id\tName\n1\t\u00a0odd\u200bspace\n2\tGrand old deal\n",
+    'Id,Name,Amount\n1,"x",10\n2," Total",20',  # no final newline; quoted leading space
+]
+IRREGULAR = [
+    "Report title\n\nId,Name\n1,a\n2,b\n",  # title and blank lines
+    "Id,Name\n1,a\n\n2,b\n",  # blank line
+    'Id,Name\n1,"two\nlines"\n2,b\n',  # a record over two lines
+    "Id,Name\n1,a\n2,b,c\n",  # ragged
+    "Id,Name\n1,a\nTotal,2\n",  # total line
+    "Id,Name,Amount\n1,a,10\n,Grand Total,300\n",  # total line after a blank cell
+    "Id,Name\n1,a\nConfidential\n",  # single-cell footer
+    "Id\n1\n2\n",  # one column
+    "Id,Name,\n1,a,\n",  # trailing unnamed column
+]
+
+
+def _record_reader(monkeypatch, path):
+    from pipeline_lib import io as pio
+
+    with monkeypatch.context() as m:
+        m.setattr(pio, "_read_regular", lambda text, sep, raw=None: None)
+        return read_table(path)
+
+
+@pytest.mark.parametrize("content", REGULAR)
+def test_regular_file_read_by_pyarrow_as_by_the_record_reader(write_file, monkeypatch, content):
+    from pipeline_lib import io as pio
+
+    assert pio._read_regular(content, pio._sniff_sep(content)) is not None
+    path = write_file("r.csv", content)
+    fast, slow = read_table(path), _record_reader(monkeypatch, path)
+    assert_frame_equal(fast.frame, slow.frame)
+    assert fast.rejects.empty and slow.rejects.empty and fast.n_read == slow.n_read
+
+
+@pytest.mark.parametrize("content", IRREGULAR)
+def test_irregular_file_is_left_to_the_record_reader(write_file, content):
+    from pipeline_lib import io as pio
+
+    assert pio._read_regular(content, pio._sniff_sep(content)) is None

@@ -82,3 +82,57 @@ def test_input_fingerprints_record_missing_table_files(tmp_path, write_config):
     )
     inputs = input_fingerprints([Job("nb", tmp_path / "nb.ipynb", {"s": str(source)})])
     assert inputs[str(tmp_path / "gone.csv")]["error"] == "file not found"
+
+
+def _manifest_args(tmp_path: Path) -> dict:
+    from pipeline_lib.results import NotebookResult
+
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text("{}", encoding="utf-8")
+    params = tmp_path / "p.yaml"
+    params.write_text("x: 1\n", encoding="utf-8")
+    job = Job("nb", nb, {"x": 1})
+    result = NotebookResult("nb", "ok", 1.0, tmp_path / "nb.ipynb", tmp_path / "nb.html", None)
+    when = datetime(2025, 1, 1)
+    return {
+        "run_name": "2025-01-01_000000",
+        "started_at": when,
+        "finished_at": when,
+        "seconds": 1.0,
+        "params_path": params,
+        "jobs": [job],
+        "results": (result,),
+        "ok": True,
+        "inputs": {},
+        "settings": {},
+    }
+
+
+def test_manifest_survives_inputs_that_vanished_during_the_run(tmp_path):
+    from pipeline_lib.manifest import write_manifest
+
+    args = _manifest_args(tmp_path)
+    args["params_path"].unlink()
+    args["jobs"][0].path.unlink()
+    path = write_manifest(tmp_path, **args)
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    assert manifest["params_sha256"] is None
+    assert manifest["notebooks"]["nb"]["source_sha256"] is None
+
+
+def test_manifest_that_cannot_be_written_is_a_write_error(tmp_path, monkeypatch):
+    import errno
+
+    from pipeline_lib.manifest import write_manifest
+    from pipeline_lib.publishing import ReportWriteError
+
+    args = _manifest_args(tmp_path)
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(ReportWriteError, match="No space left on device") as info:
+        write_manifest(tmp_path, **args)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.path == tmp_path / "manifest.json"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_series_equal
 
+from pipeline_lib import parsing
 from pipeline_lib.parsing import (
     ParseResult,
     clean_text,
@@ -393,3 +396,60 @@ def test_dates_outside_the_representable_range_are_invalid():
         True,
         False,
     ]
+
+
+# --------------------------------------------------------------------------- fast paths
+# Large columns skip work when they can (already clean text, typed dates at midnight,
+# sorted ids); the answers must be those of the general path.
+
+_ODD = ["a", "b", "x y", " ", "\t", "\x0b", "\x1c", "\x1f", "\u00a0", "\u200b", "\u3000", "é", ""]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(st.sampled_from(_ODD), max_size=3).map("".join))))
+def test_clean_text_equals_the_value_by_value_cleaning(values):
+    raw = pd.Series(values, dtype="str", index=range(10, 10 + len(values)), name="c")
+    expected = parsing._clean_str_series(raw).rename("c")
+    assert_series_equal(clean_text(raw), expected)
+    assert raw.tolist() == pd.Series(values, dtype="str").tolist()  # input untouched
+
+
+def test_clean_text_of_clean_text_keeps_the_values():
+    raw = pd.Series(["Acme", "Beta Ltd", None, "Zoë"], dtype="str", index=[3, 1, 2, 0], name="n")
+    assert_series_equal(clean_text(raw), raw)
+    # a control character Series.str.strip removes is still stripped
+    assert clean_text(text("a\x1c", "b")).tolist() == ["a", "b"]
+
+
+def test_parse_date_typed_midnights_pass_through():
+    raw = dates("2024-01-31", None, "2025-12-31").rename("d")
+    result = parse_date(raw)
+    assert_series_equal(result.values, raw)
+    assert result.invalid.tolist() == [False, False, False]
+    assert result.note == "already dates"
+    # times are dropped and out-of-range years are invalid, as before
+    raw = pd.Series(
+        pd.to_datetime(["2024-01-31 13:05", "1677-12-31", "2262-01-01"], format="ISO8601")
+    )
+    result = parse_date(raw)
+    assert result.values.tolist()[0] == pd.Timestamp("2024-01-31")
+    assert result.invalid.tolist() == [False, True, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", " a"]))),
+    st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "e"]))),
+)
+def test_isin_and_duplicates_agree_with_pandas(values, allowed):
+    s, a = pd.Series(values, dtype="str"), pd.Series(allowed, dtype="str")
+    assert parsing._isin(s, a).tolist() == s.isin(a).tolist()
+    assert parsing._isin(s, pd.concat([a] * 3)).tolist() == s.isin(a).tolist()  # larger set
+    assert parsing._has_duplicates(s) == s.duplicated().any()
+    assert parsing._has_duplicates(s, missing=False) == (s.duplicated() & s.notna()).any()
+
+
+def test_sorted_ids_have_no_duplicates():
+    ids = pd.Series([f"L{i:04d}" for i in range(50)], dtype="str")
+    assert not parsing._has_duplicates(ids)
+    assert parsing._has_duplicates(pd.concat([ids, ids.iloc[[7]]], ignore_index=True))

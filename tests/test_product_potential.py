@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import matplotlib.pyplot as plt
@@ -548,3 +549,44 @@ def test_missing_canonical_grouping_column_is_a_note_not_an_error():
         "No group has a won deal with an amount in the period, so there is no win rate and "
         "average deal to map."
     ]
+
+
+# --------------------------------------------------------------------------- text storage
+
+
+def _object_text(ds: Dataset) -> Dataset:
+    """The same data with its text columns stored as Python objects instead of Arrow."""
+    tables = {
+        name: t.astype({c: object for c in t.columns if pd.api.types.is_string_dtype(t[c])})
+        for name, t in ds.tables.items()
+    }
+    return dataclasses.replace(ds, tables=tables)
+
+
+def test_results_do_not_depend_on_how_text_is_stored(score_ds, aff_ds):
+    # ids and labels are matched through Arrow's hash kernels when they are Arrow strings,
+    # through pandas otherwise: the same answers either way
+    calls = [
+        (score_ds, lambda ds: pp.compute_scorecard(ds, as_of=AS_OF, period_days=100, total=True)),
+        (score_ds, lambda ds: pp.compute_scorecard(ds, as_of=AS_OF, group_by="region")),
+        (score_ds, lambda ds: pp.compute_stage_win_rates(ds, as_of=AS_OF, prior_strength=2)),
+        (score_ds, lambda ds: pp.compute_weighted_pipeline(ds, as_of=AS_OF, prior_strength=2)),
+        (score_ds, lambda ds: pp.compute_deal_discounts(ds, as_of=AS_OF)),
+        (aff_ds, lambda ds: pp.compute_white_space(ds, as_of=AS_OF, basis="any")),
+        (aff_ds, lambda ds: pp.compute_next_best(ds, as_of=AS_OF, per="deal")),
+    ]
+    for ds, call in calls:
+        pd.testing.assert_frame_equal(call(_object_text(ds)), call(ds), check_dtype=False)
+
+
+def test_best_rule_per_set_of_products_matches_every_cell():
+    from pipeline_lib.product_potential.affinity import _best_rules
+
+    rng = np.random.default_rng(7)
+    have = rng.random((200, 5)) < 0.4
+    conf = np.where(rng.random((5, 5)) < 0.2, -np.inf, rng.integers(0, 4, (5, 5)) / 4)  # ties
+    rows, products = np.nonzero(rng.random((200, 5)) < 0.5)
+    best_a, best = _best_rules(have, conf, rows, products)
+    for r, p, a, b in zip(rows, products, best_a, best, strict=True):
+        cand = np.where(have[r], conf[:, p], -np.inf)
+        assert (a, b) == (cand.argmax(), cand.max())

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from pandas.testing import assert_frame_equal
+from pandas.testing import assert_frame_equal, assert_series_equal
 
 from pipeline_lib import demo, scoring
 from pipeline_lib.dataset import Dataset
@@ -281,3 +281,147 @@ def test_does_not_mutate_the_dataset(tables):
     scoring.compute_deal_features(d, as_of=AS_OF)
     for name, frame in before.items():
         assert_frame_equal(tables[name], frame)
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def _history_case() -> Dataset:
+    """Three closed deals; the history is out of order, has two changes entered at the same
+    moment, one without a date and one of a deal that is not in the opportunities."""
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["a", "b", "c"],
+            "stage": ["Closed Won", "Closed Lost", "Closed Won"],
+            "status": ["won", "lost", "won"],
+            "created_date": pd.to_datetime(["2025-01-01", "2025-01-10", "2025-01-05"]),
+            "close_date": pd.to_datetime(["2025-03-01", "2025-02-20", "2025-02-25"]),
+            "amount": [100.0, 200.0, 300.0],
+        }
+    )
+    hist = pd.DataFrame(
+        {
+            "opportunity_id": ["b", "a", "z", "a", "a", "b", "a", "a"],
+            "stage": [
+                "Closed Lost",
+                "Closed Won",
+                "Prospecting",
+                "Qualification",
+                "Needs Analysis",
+                "Prospecting",
+                "Negotiation/Review",
+                "Prospecting",
+            ],
+            "entered_at": pd.to_datetime(
+                [
+                    "2025-02-20",
+                    "2025-03-01",
+                    "2025-01-01",
+                    "2025-01-20",
+                    "2025-01-20",
+                    "2025-01-10",
+                    None,
+                    "2025-01-01",
+                ]
+            ),
+            "amount": [np.nan, 160.0, 5.0, 150.0, 160.0, np.nan, 170.0, 100.0],
+            "close_date": pd.to_datetime(
+                [
+                    "2025-02-20",
+                    "2025-03-01",
+                    "2025-02-01",
+                    "2025-02-15",
+                    "2025-03-01",
+                    "2025-02-10",
+                    "2025-03-05",
+                    "2025-02-01",
+                ]
+            ),
+        }
+    )
+    return make_dataset({"opportunities": opps, "stage_history": hist})
+
+
+def test_training_examples_by_hand_from_an_untidy_history():
+    # cuts every 30 days back from 31 Mar, from the first created date (1 Jan): 30 Jan and
+    # 1 Mar. On 1 Mar every deal has closed, so the examples are the three deals on 30 Jan
+    # (as known at the end of that day):
+    # a: Qualification and Needs Analysis both entered on 20 Jan -> the later row (Needs
+    #    Analysis, 160, close 1 Mar); in that stage since 20 Jan = 11 days; the expected
+    #    close moved 1 Feb -> 15 Feb -> 1 Mar = 2 pushes; the undated row is ignored
+    # b: Prospecting since 10 Jan (21 days), no amount in the history -> its own 200
+    # c: no history -> the last open stage, its own amount and (final) close date
+    ex = scoring.compute_training_examples(_history_case(), as_of="2025-03-31", every_days=30)
+    assert ex["cut"].eq(pd.Timestamp("2025-01-30")).all()
+    got = ex.set_index("opportunity_id")
+    assert got["stage"].tolist() == ["Needs Analysis", "Prospecting", "Negotiation/Review"]
+    assert got["log_amount"].tolist() == pytest.approx(np.log1p([160.0, 200.0, 300.0]))
+    assert got["days_in_stage"].tolist()[:2] == [11.0, 21.0] and np.isnan(got.loc["c", "pushes"])
+    assert got["pushes"].tolist()[:2] == [2.0, 0.0]
+    assert got["age_days"].tolist() == [30.0, 21.0, 26.0]
+    assert got["days_to_close"].tolist() == [29.0, 10.0, 25.0]
+    assert got["expected_close"].tolist() == list(
+        pd.to_datetime(["2025-03-01", "2025-02-10", "2025-02-25"])
+    )
+    assert got["won"].tolist() == [1, 0, 1]
+    assert ex.attrs == {"n_available": 3, "n_deals": 3, "n_won_deals": 2}
+    # the dates only, without the features
+    bare = scoring.compute_training_examples(
+        _history_case(), as_of="2025-03-31", every_days=30, features=False
+    )
+    assert bare.columns.tolist() == ["cut", "opportunity_id", "expected_close", "won", "close_date"]
+    assert_frame_equal(bare, ex[bare.columns.tolist()])
+
+
+def test_training_examples_sample_is_stratified_and_seeded(ds):
+    full = scoring.compute_training_examples(ds, as_of=AS_OF)
+    sample = scoring.compute_training_examples(ds, as_of=AS_OF, max_examples=300, seed=1)
+    # every stratum (cut date x outcome) keeps its share, rounded: round(n * 300 / N)
+    share = 300 / len(full)
+    want = (full.groupby(["cut", "won"]).size() * share + 0.5).apply(np.floor).astype("int64")
+    got = sample.groupby(["cut", "won"]).size().reindex(want.index, fill_value=0)
+    assert_series_equal(got, want, check_names=False)
+    assert abs(len(sample) - 300) <= len(want) / 2
+    # the sampled rows are examples as they are, in the same order
+    keys = ["opportunity_id", "cut"]
+    rows = full.reset_index().merge(sample[keys], on=keys)
+    assert_frame_equal(rows.drop(columns="index"), sample.reset_index(drop=True))
+    assert rows["index"].is_monotonic_increasing
+    assert sample.attrs["n_available"] == len(full)
+    assert sample.attrs["n_deals"] == full["opportunity_id"].nunique()
+    # seeded: the same seed, the same sample; another seed, another one
+    again = scoring.compute_training_examples(ds, as_of=AS_OF, max_examples=300, seed=1)
+    assert_frame_equal(sample, again)
+    other = scoring.compute_training_examples(ds, as_of=AS_OF, max_examples=300, seed=2)
+    assert not other["opportunity_id"].equals(sample["opportunity_id"])
+    # a cap above the count keeps everything
+    assert_frame_equal(
+        scoring.compute_training_examples(ds, as_of=AS_OF, max_examples=len(full)), full
+    )
+    with pytest.raises(ValueError, match="max_examples"):
+        scoring.compute_training_examples(ds, as_of=AS_OF, max_examples=0)
+
+
+@pytest.mark.slow
+def test_fit_on_a_sample_says_so(ds):
+    full = scoring.compute_training_examples(ds, as_of=AS_OF)
+    model = scoring.fit_win_model(ds, as_of=AS_OF, max_examples=600)
+    assert abs(model.n_examples - 600) < 40
+    assert model.n_closed == full["opportunity_id"].nunique()  # deals, not the sample's
+    assert any(
+        f"random sample of {model.n_examples:,} of the {len(full):,}" in n for n in model.notes
+    )
+    assert not scoring.fit_win_model(ds, as_of=AS_OF).notes[0].startswith("Learnt from a random")
+
+
+@pytest.mark.slow
+def test_threads_change_nothing(ds, monkeypatch):
+    """Candidate fits, calibrations and predictions in threads give the serial results."""
+    serial = scoring.fit_win_model(ds, as_of=AS_OF, n_jobs=1)
+    threaded = scoring.fit_win_model(ds, as_of=AS_OF, n_jobs=2)
+    assert_frame_equal(serial.comparison, threaded.comparison)
+    assert_frame_equal(serial.calibration, threaded.calibration)
+    monkeypatch.setattr(scoring, "_ROWS_PER_THREAD", 5)  # the open deals in two chunks
+    one = scoring.score_open_deals(ds, as_of=AS_OF, model=serial, n_jobs=1)
+    two = scoring.score_open_deals(ds, as_of=AS_OF, model=threaded, n_jobs=2)
+    assert_frame_equal(one, two)

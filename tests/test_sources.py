@@ -388,3 +388,106 @@ def test_day_order_of_an_undecided_date_column_follows_the_file(write_file, writ
     how = ds.parse_notes.set_index("column")["how"]
     assert how["created_date"].startswith("day-first (from values like")
     assert how["close_date"] == "day-first, as decided by the other date columns of this file"
+
+
+def test_columns_and_parse_notes_come_in_a_fixed_order(write_file, write_config):
+    # canonical columns in schema order, then the config's own in its order (the same on
+    # every run, whatever the hash seed)
+    write_file("o.csv", "id,stage,created,closed,amount\nO1,Won,2025-01-02,2025-02-01,5\n")
+    write_file(
+        "l.csv",
+        "SQL,Lead,First,MQL,Channel\n2025-01-20,L1,2025-01-05,2025-01-10,Web\n",
+    )
+    cfg = write_config(
+        {
+            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
+            "tables": {
+                "opportunities": {
+                    "path": "o.csv",
+                    "columns": {
+                        "close_date": "closed",
+                        "opportunity_id": "id",
+                        "created_date": "created",
+                    },
+                },
+                "leads": {
+                    "path": "l.csv",
+                    "columns": {
+                        "sql_date": "SQL",
+                        "lead_id": "Lead",
+                        "created_date": "First",
+                        "source": "Channel",
+                        "mql_date": "MQL",
+                    },
+                    "milestones": ["mql_date", "sql_date"],
+                },
+            },
+        }
+    )
+    ds = load_dataset(cfg, as_of=None)
+    assert list(ds.leads.columns) == [
+        "lead_id",
+        "created_date",
+        "source",
+        "sql_date",
+        "mql_date",
+        "_row",
+    ]
+    notes = ds.parse_notes
+    assert notes.loc[notes["table"] == "leads", "column"].tolist() == [
+        "created_date",
+        "sql_date",
+        "mql_date",
+    ]
+    assert notes.loc[notes["table"] == "opportunities", "column"].tolist() == [
+        "created_date",
+        "close_date",
+    ]
+
+
+def test_an_unreadable_later_table_is_still_reported(write_file, write_config):
+    # tables are read one ahead in a thread: its errors surface as before
+    write_file("o.csv", "id,stage,created,closed,amount\nO1,Won,2025-01-02,2025-02-01,5\n")
+    cfg = write_config(
+        {
+            "stages": {"open": ["Open"], "won": ["Won"], "lost": ["Lost"]},
+            "tables": {
+                "opportunities": {
+                    "path": "o.csv",
+                    "columns": {
+                        "opportunity_id": "id",
+                        "created_date": "created",
+                        "close_date": "closed",
+                    },
+                },
+                "leads": {"path": "missing.csv"},
+            },
+        }
+    )
+    with pytest.raises(UnreadableFileError, match=r"missing\.csv: file not found"):
+        load_dataset(cfg, as_of=None)
+
+
+def test_validate_table_checks_the_rules_and_names_the_failure():
+    from pipeline_lib import schema
+    from pipeline_lib.errors import DataValidationError
+
+    good = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(["A", "B"], dtype="str"),
+            "stage": pd.Series(["Won", "Open"], dtype="str"),
+            "status": pd.Series(["won", "open"], dtype="str"),
+            "amount": [1.0, np.nan],
+            "probability": [1.0, 0.2],
+        }
+    )
+    assert schema.validate_table("opportunities", good) is good
+    bad = {
+        "status": good.assign(status=pd.Series(["won", "maybe"], dtype="str")),
+        "opportunity_id": good.assign(opportunity_id=pd.Series(["A", "A"], dtype="str")),
+        "probability": good.assign(probability=[1.0, 1.5]),
+        "amount": good.assign(amount=pd.Series(["1", "2"], dtype="str")),
+    }
+    for column, frame in bad.items():
+        with pytest.raises(DataValidationError, match=f"column '{column}'"):
+            schema.validate_table("opportunities", frame)

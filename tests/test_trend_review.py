@@ -609,3 +609,48 @@ def test_memo_is_bounded_and_keeps_no_dataset_alive(monkeypatch):
     kept = make_ds(FLOW_OPPS, FLOW_HIST)
     tr.compute_push_rate(kept, as_of="2024-12-31")  # a new entry drops those of the dead one
     assert all(r is None or r() is not None for refs, _ in _memo._entries.values() for r in refs)
+
+
+def test_large_sample_null_matches_shuffling_deals():
+    # The Gaussian metrics' permutation null is drawn from its normal form above
+    # _EXACT_SHUFFLE_MAX deals. On 22,000 skewed (lognormal) deal values over 12 periods,
+    # the max-statistic distribution of the fast draws must match real shuffles: same
+    # 50th/90th/95th percentiles within sampling error.
+    from pipeline_lib.trend_review import change_points as cp
+
+    rng = np.random.default_rng(1)
+    t, m = 12, 22_000
+    codes = np.sort(rng.integers(0, t, m))
+    values = rng.lognormal(10, 1, m)
+    n = np.bincount(codes, minlength=t).astype(float)
+    s = np.bincount(codes, weights=values, minlength=t)
+    ss = np.bincount(codes, weights=values**2, minlength=t)
+    series = cp._Series("gaussian", n, s, ss, values, codes)
+    exact = cp._split_stats(
+        "gaussian", *series._shuffle_null(800, np.random.default_rng(2)), 2
+    ).max(axis=1)
+    fast = cp._split_stats("gaussian", *series._normal_null(1000, np.random.default_rng(3)), 2).max(
+        axis=1
+    )
+    q = [0.5, 0.9, 0.95]
+    np.testing.assert_allclose(np.quantile(fast, q), np.quantile(exact, q), rtol=0.15)
+    # the public path takes the fast draws above the threshold
+    assert len(values) > cp._EXACT_SHUFFLE_MAX
+
+
+def test_bootstrap_by_cells_matches_bootstrap_by_visits(monkeypatch):
+    # Above _CELL_BOOT_MIN visits the bootstrap draws counts per distinct (days, ended)
+    # value instead of resampling visits: the same distribution. Two samples of 6,000
+    # visits (integer days, 20 % censored), medians about 20 and 26 days: both ways give
+    # an interval of the median difference around +6 days that agree within a day.
+    from pipeline_lib.trend_review import stages as stg
+
+    rng = np.random.default_rng(5)
+    a = np.round(rng.exponential(29, 6000))
+    b = np.round(rng.exponential(38, 6000))
+    ea, eb = rng.random(6000) > 0.2, rng.random(6000) > 0.2
+    cells = stg._boot_median_diff(a, ea, b, eb, 300, np.random.default_rng(1))
+    monkeypatch.setattr(stg, "_CELL_BOOT_MIN", 10**9)
+    visits = stg._boot_median_diff(a, ea, b, eb, 300, np.random.default_rng(1))
+    np.testing.assert_allclose(cells, visits, atol=1.0)
+    assert cells[0] > 2 and cells[1] < 11

@@ -14,15 +14,17 @@ import pandas as pd
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import (
-    _CLOSED,
     _check_choice,
-    _isin,
+    _codes,
+    _index_in,
     _need_column,
     _non_negative,
     _positive,
     _prepare,
+    _status,
 )
 
 __all__ = [
@@ -33,23 +35,50 @@ __all__ = [
 ]
 
 
+@memoized(copy=False)
+def _cells(ds: Dataset) -> tuple[np.ndarray, pd.Index, np.ndarray, pd.Index]:
+    """Each deal's account and product as codes into the sorted accounts and products
+    (-1 where missing), computed once per dataset and shared by every matrix below."""
+    opps = ds.opportunities
+    account, accounts = _codes(opps["account"])
+    product, products = _codes(opps["product"])
+    return account, accounts, product, products
+
+
+def _matrix(ds: Dataset, rows: np.ndarray) -> np.ndarray:
+    """All accounts x all products, True where one of the deals ``rows`` links them."""
+    account, accounts, product, products = _cells(ds)
+    rows = rows & (account >= 0) & (product >= 0)
+    out = np.zeros((len(accounts), len(products)), dtype=bool)
+    out[account[rows], product[rows]] = True
+    return out
+
+
+def _basis_rows(ds: Dataset, basis: str) -> np.ndarray:
+    """The deals that make an account *have* a product: won deals, or any deal."""
+    if basis == "won":
+        return _status(ds.opportunities, schema.WON)
+    return np.ones(len(ds.opportunities), dtype=bool)
+
+
 def _baskets(ds: Dataset, ts, basis: str) -> pd.DataFrame:
     """Account x product table of booleans: the account bought (or dealt in) the product."""
     _check_choice(basis, "basis", ("won", "any"))
     _need_column(ds, "product", "product affinity")
     _need_column(ds, "account", "product affinity across accounts")
-    opps = ds.opportunities
-    rows = opps.dropna(subset=["account", "product"])
-    if basis == "won":
-        rows = rows.loc[rows["status"].eq(schema.WON)]
-    if rows.empty:
+    has = _matrix(ds, _basis_rows(ds, basis))
+    present = has.any(axis=1)
+    if not present.any():
         raise InsufficientDataError(
             "no account has bought anything yet (no won deal with an account and a product); "
             "affinity needs purchases by several accounts, or basis='any' to count every deal"
         )
-    basket = pd.crosstab(rows["account"], rows["product"]).gt(0)
-    products = sorted(opps["product"].dropna().astype("str").unique())
-    return basket.reindex(columns=products, fill_value=False)
+    _, accounts, _, products = _cells(ds)
+    return pd.DataFrame(
+        has[present],
+        index=accounts[present].rename("account"),
+        columns=products.astype("str").rename("product"),
+    )
 
 
 def compute_affinity(
@@ -164,10 +193,11 @@ def _labels(names, positions) -> pd.Series:
 def _product_value(ds: Dataset, products: list[str], basis: str) -> np.ndarray:
     """Value of one more deal per product: average won deal (x win rate for ``any``)."""
     opps = ds.opportunities
-    won = opps.loc[opps["status"].eq(schema.WON) & opps["amount"].notna()]
+    is_won = _status(opps, schema.WON)
+    won = opps.loc[is_won & opps["amount"].notna().to_numpy(), ["product", "amount"]]
     value = won.groupby("product")["amount"].mean().reindex(products)
     if basis == "any":
-        closed = opps.loc[_isin(opps["status"], _CLOSED)]
+        closed = opps.loc[is_won | _status(opps, schema.LOST), ["product", "status"]]
         value = value * closed["status"].eq(schema.WON).groupby(closed["product"]).mean()
     return value.reindex(products).to_numpy(dtype="float64")
 
@@ -180,12 +210,16 @@ def _recommend(ds: Dataset, basket: pd.DataFrame, have, eligible, *, prior_stren
     (never B itself); a row with no product gets the base rate ``base_B``. The expected
     value is the propensity times the product's value (:func:`_product_value`).
 
-    Returns a frame ``_row, _product, propensity, expected_value, because_of, evidence``
-    (``_row`` and ``_product`` are positions).
+    Returns a frame ``_row, _product, propensity, expected_value, _because, _evidence``
+    (``_row`` and ``_product`` are positions; ``_because`` is the position of the product
+    the rule comes from, -1 for the base rate; ``_evidence`` the position of the cell's
+    text in ``attrs["evidence"]``: the texts depend only on the rule, so each is written
+    once).
     """
     m = float(prior_strength)
     b = basket.to_numpy(dtype="int64")
     names = list(basket.columns)
+    k = len(names)
     n = len(b)
     co = b.T @ b
     n_a = np.diag(co).astype("float64")
@@ -196,49 +230,63 @@ def _recommend(ds: Dataset, basket: pd.DataFrame, have, eligible, *, prior_stren
     np.fill_diagonal(conf_s, -np.inf)
     conf_s = np.where(n_a[:, None] > 0, conf_s, -np.inf)  # no rule from an unseen A
     r_idx, p_idx = np.nonzero(eligible)
-    cand = np.where(have[r_idx][:, :, None], conf_s[None, :, :], -np.inf)  # [cell, A, B]
-    cand = cand[np.arange(len(r_idx)), :, p_idx]  # [cell, A]
-    best_a = cand.argmax(axis=1)
-    best = cand[np.arange(len(r_idx)), best_a]
+    best_a, best = _best_rules(have, conf_s, r_idx, p_idx)
     use_rule = np.isfinite(best)
     prop = np.where(use_rule, best, base[p_idx])
     verb = "bought" if basis == "won" else "had a deal for"
-    evidence, because = [], []
-    for a, p, rule in zip(best_a, p_idx, use_rule, strict=True):
-        if rule:
-            both = int(co[a, p])
-            evidence.append(
-                f"{both:,} of {int(n_a[a]):,} accounts that {verb} {names[a]} also {verb} "
-                f"{names[p]} ({both / n_a[a]:.0%}, lift {lift[a, p]:.1f})"
-            )
-            because.append(names[a])
-        else:
-            evidence.append(
-                f"{int(n_a[p]):,} of {n:,} accounts {verb} {names[p]} (base rate {base[p]:.0%})"
-            )
-            because.append(None)
-    return pd.DataFrame(
+    texts = [""] * (k * k + k)  # rule A -> B at A * k + B, base rate of B at k * k + B
+    for a, p in zip(*np.nonzero(np.isfinite(conf_s)), strict=True):
+        both = int(co[a, p])
+        texts[a * k + p] = (
+            f"{both:,} of {int(n_a[a]):,} accounts that {verb} {names[a]} also {verb} "
+            f"{names[p]} ({both / n_a[a]:.0%}, lift {lift[a, p]:.1f})"
+        )
+    for p in range(k):
+        texts[k * k + p] = (
+            f"{int(n_a[p]):,} of {n:,} accounts {verb} {names[p]} (base rate {base[p]:.0%})"
+        )
+    out = pd.DataFrame(
         {
             "_row": r_idx,
             "_product": p_idx,
             "propensity": prop,
             "expected_value": prop * _product_value(ds, names, basis)[p_idx],
-            "because_of": pd.Series(because, dtype="str"),
-            "evidence": pd.Series(evidence, dtype="str"),
-        }
+            "_because": np.where(use_rule, best_a, -1),
+            "_evidence": np.where(use_rule, best_a * k + p_idx, k * k + p_idx),
+        },
+        copy=False,  # fresh arrays
     )
+    out.attrs["evidence"] = texts
+    return out
 
 
-def _status_basket(ds: Dataset, status: str, index, products) -> np.ndarray:
-    """Account (``index``) x product booleans: the account has a deal in ``status``."""
-    opps = ds.opportunities
-    rows = opps.loc[opps["status"].eq(status)].dropna(subset=["account", "product"])
-    return (
-        pd.crosstab(rows["account"], rows["product"])
-        .gt(0)
-        .reindex(index=index, columns=products, fill_value=False)
-        .to_numpy()
-    )
+def _best_rules(have: np.ndarray, conf_s: np.ndarray, r_idx: np.ndarray, p_idx: np.ndarray):
+    """For each cell (row ``r_idx``, product ``p_idx``): the antecedent A with the highest
+    ``conf_s[A, p]`` among the row's products (the first on ties) and that confidence
+    (-inf when the row has none).
+
+    Rows with the same products get the same answer, so it is worked out once per distinct
+    set of products (few of them) and looked up per cell.
+    """
+    k = have.shape[1]
+    if k <= 62:
+        pattern = have.astype("int64") @ (np.int64(1) << np.arange(k, dtype="int64"))
+        distinct, first, inverse = np.unique(pattern, return_index=True, return_inverse=True)
+        if len(distinct) * k * k <= 50_000_000:
+            cand = np.where(have[first][:, :, None], conf_s[None, :, :], -np.inf)  # [u, A, B]
+            table_a = cand.argmax(axis=1)  # [u, B]
+            table = np.take_along_axis(cand, table_a[:, None, :], axis=1)[:, 0, :]
+            u = inverse.reshape(-1)[r_idx]
+            return table_a[u, p_idx], table[u, p_idx]
+    cand = np.where(have[r_idx], conf_s[:, p_idx].T, -np.inf)  # [cell, A]
+    best_a = cand.argmax(axis=1)
+    return best_a, cand[np.arange(len(r_idx)), best_a]
+
+
+def _text(labels, codes: np.ndarray) -> pd.Series:
+    """Text Series of ``labels[codes]`` (missing where a code is -1), by one Arrow take."""
+    values = pd.Index(labels if isinstance(labels, pd.Index) else list(labels)).astype("str")
+    return pd.Series(values.array.take(np.asarray(codes), allow_fill=True))
 
 
 def _checked_basket(data, as_of, basis: str, prior_strength: float):
@@ -248,6 +296,58 @@ def _checked_basket(data, as_of, basis: str, prior_strength: float):
     basket = _baskets(ds, ts, basis)
     _check_basket(basket)  # same checks and messages as compute_affinity
     return ds, ts, basket
+
+
+_WS_STATUS = ("owned", "open deal", "white space")
+
+
+@memoized(copy=False)
+def _white_space(ds: Dataset, basis: str, prior_strength: float) -> pd.DataFrame:
+    """Every account x product cell (columns ``_account, _product, _status`` as positions
+    into the sorted accounts, products and :data:`_WS_STATUS`, then ``propensity,
+    expected_value, _because, _evidence`` as in :func:`_recommend`), in the order of
+    :func:`compute_white_space`; ``attrs`` holds ``accounts``, ``products`` and
+    ``evidence``. Shared by :func:`compute_white_space` and :func:`compute_next_best`."""
+    basket = _baskets(ds, ds.as_of, basis)
+    _check_basket(basket)
+    _, accounts, _, _ = _cells(ds)
+    products = list(basket.columns)
+    owned = _matrix(ds, _status(ds.opportunities, schema.WON))
+    have = owned if basis == "won" else _matrix(ds, _basis_rows(ds, basis))
+    in_open = _matrix(ds, _status(ds.opportunities, schema.OPEN))
+    recs = _recommend(ds, basket, have, ~owned, prior_strength=prior_strength, basis=basis)
+    n_cells = owned.size
+    flat = recs["_row"].to_numpy() * len(products) + recs["_product"].to_numpy()
+    expected = np.full(n_cells, np.nan)
+    expected[flat] = recs["expected_value"].to_numpy()
+    propensity = np.full(n_cells, np.nan)
+    propensity[flat] = recs["propensity"].to_numpy()
+    because = np.full(n_cells, -1)
+    because[flat] = recs["_because"].to_numpy()
+    evidence = np.full(n_cells, -1)
+    evidence[flat] = recs["_evidence"].to_numpy()
+    account, product = (a.ravel() for a in np.indices(owned.shape))
+    # sorted by account, expected value (largest first, missing last), product: the cells
+    # are by account then product already, so a stable sort within each account's row
+    key = np.where(np.isnan(expected), np.inf, -expected).reshape(owned.shape)
+    within = np.argsort(key, axis=1, kind="stable")
+    order = (within + np.arange(owned.shape[0])[:, None] * owned.shape[1]).ravel()
+    out = pd.DataFrame(
+        {
+            "_account": account[order],
+            "_product": product[order],
+            "_status": np.where(owned, 0, np.where(in_open, 1, 2)).ravel()[order],
+            "propensity": propensity[order],
+            "expected_value": expected[order],
+            "_because": because[order],
+            "_evidence": evidence[order],
+        },
+        copy=False,  # fresh arrays
+    )
+    out.attrs.update(
+        accounts=accounts.astype("str"), products=products, evidence=recs.attrs["evidence"]
+    )
+    return out
 
 
 def compute_white_space(
@@ -293,37 +393,20 @@ def compute_white_space(
     >>> ws = compute_white_space(ds, as_of="2025-12-31")  # doctest: +SKIP
     >>> ws[ws["status"] == "white space"].nlargest(5, "expected_value")  # doctest: +SKIP
     """
-    ds, _, basket = _checked_basket(data, as_of, basis, prior_strength)
-    accounts = sorted(ds.opportunities["account"].dropna().astype("str").unique())
-    products = list(basket.columns)
-    have = basket.reindex(index=accounts, fill_value=False).to_numpy()
-    owned = _status_basket(ds, schema.WON, accounts, products)
-    in_open = _status_basket(ds, schema.OPEN, accounts, products)
-    recs = _recommend(ds, basket, have, ~owned, prior_strength=prior_strength, basis=basis)
-    acc_idx, prod_idx = np.indices(owned.shape)
-    out = pd.DataFrame(
+    ds, _, _ = _checked_basket(data, as_of, basis, prior_strength)
+    cells = _white_space(ds, basis, float(prior_strength))
+    a = cells.attrs
+    return pd.DataFrame(
         {
-            "account": _labels(accounts, acc_idx.ravel()),
-            "product": _labels(products, prod_idx.ravel()),
-            "status": pd.Series(
-                np.where(owned, "owned", np.where(in_open, "open deal", "white space")).ravel(),
-                dtype="str",
-            ),
+            "account": _text(a["accounts"], cells["_account"]),
+            "product": _text(a["products"], cells["_product"]),
+            "status": _text(_WS_STATUS, cells["_status"]),
+            "propensity": cells["propensity"],
+            "expected_value": cells["expected_value"],
+            "because_of": _text(a["products"], cells["_because"]),
+            "evidence": _text(a["evidence"], cells["_evidence"]),
         }
     )
-    flat = recs["_row"].to_numpy() * len(products) + recs["_product"].to_numpy()
-    for col in ("propensity", "expected_value", "because_of", "evidence"):
-        out[col] = recs[col].set_axis(flat).reindex(out.index)
-    out = out[
-        ["account", "product", "status", "propensity", "expected_value", "because_of", "evidence"]
-    ]
-    out = out.sort_values(
-        ["account", "expected_value", "product"],
-        ascending=[True, False, True],
-        na_position="last",
-        kind="stable",
-    )
-    return out.reset_index(drop=True)
 
 
 def summarise_white_space(white_space: pd.DataFrame) -> pd.DataFrame:
@@ -354,13 +437,24 @@ def summarise_white_space(white_space: pd.DataFrame) -> pd.DataFrame:
     if not needed <= set(white_space.columns):
         raise ValueError("white_space must be the output of compute_white_space")
     ws = white_space
-    counts = pd.crosstab(ws["product"], ws["status"]).reindex(
-        columns=["owned", "open deal", "white space"], fill_value=0
+    product, products = _codes(ws["product"])
+    status = _index_in(ws["status"], pd.Index(list(_WS_STATUS)))
+    counted = (product >= 0) & ws["status"].notna().to_numpy()  # rows a crosstab counts
+    present = np.bincount(product[counted], minlength=len(products)) > 0
+    ok = (product >= 0) & (status >= 0)
+    cells = np.bincount(product[ok] * 3 + status[ok], minlength=3 * len(products))
+    counts = pd.DataFrame(
+        cells.reshape(-1, 3)[present], index=products[present], columns=list(_WS_STATUS)
     )
-    free = ws.loc[ws["status"].eq("white space")]
-    agg = free.groupby("product").agg(
-        avg_propensity=("propensity", "mean"), expected_value=("expected_value", "sum")
-    )
+    free = (product >= 0) & (status == 2)
+    agg = pd.DataFrame(
+        {
+            "propensity": ws["propensity"].to_numpy()[free],
+            "expected_value": ws["expected_value"].to_numpy()[free],
+        }
+    ).groupby(product[free])
+    agg = agg.agg(avg_propensity=("propensity", "mean"), expected_value=("expected_value", "sum"))
+    agg.index = products.take(agg.index)
     out = counts.rename(columns={"open deal": "open_deal", "white space": "white_space"}).join(agg)
     out["expected_value"] = out["expected_value"].fillna(0.0)
     out = out.astype({"owned": "int64", "open_deal": "int64", "white_space": "int64"})
@@ -423,49 +517,74 @@ def compute_next_best(
     if int(top_n) < 1:
         raise ValueError(f"top_n={top_n!r} must be at least 1")
     top_n = int(top_n)
-    key = "account" if per == "account" else "opportunity_id"
     if per == "account":
-        ws = compute_white_space(data, as_of=as_of, basis=basis, prior_strength=prior_strength)
-        out = ws.loc[ws["status"].eq("white space") & ws["expected_value"].notna()]
-        head = ["account"]
+        ds, _, _ = _checked_basket(data, as_of, basis, prior_strength)
+        cells = _white_space(ds, basis, float(prior_strength))
+        keep = (cells["_status"].to_numpy() == 2) & cells["expected_value"].notna().to_numpy()
+        recs = cells.loc[keep]
+        key = recs["_account"].to_numpy()
+        pick, rank = _top(key, recs["_product"].to_numpy(), recs["expected_value"], top_n)
+        recs = recs.iloc[pick]
+        a = cells.attrs
+        out = pd.DataFrame({"account": _text(a["accounts"], recs["_account"])})
     else:
         ds, ts, basket = _checked_basket(data, as_of, basis, prior_strength)
         products = list(basket.columns)
         opps = ds.opportunities
-        deals = opps.loc[opps["status"].eq(schema.OPEN)].dropna(subset=["account", "product"])
-        deals = deals.loc[_isin(deals["product"], products)].reset_index(drop=True)
-        if deals.empty:
+        account, _, product, _ = _cells(ds)
+        deals = np.flatnonzero(_status(opps, schema.OPEN) & (account >= 0) & (product >= 0))
+        if not len(deals):
             raise InsufficientDataError(
                 f"no deal with an account and a product is open on {ts.date()}, so there is "
                 "no deal to recommend add-ons for"
             )
-        accounts = deals["account"]
-        have = basket.reindex(index=accounts, fill_value=False).to_numpy().copy()
-        have[np.arange(len(deals)), deals["product"].map(products.index).to_numpy()] = True
-        skip = _status_basket(ds, schema.WON, accounts, products) | _status_basket(
-            ds, schema.OPEN, accounts, products
+        have = _matrix(ds, _basis_rows(ds, basis))[account[deals]]
+        have[np.arange(len(deals)), product[deals]] = True
+        skip = _matrix(ds, _status(opps, schema.WON)) | _matrix(ds, _status(opps, schema.OPEN))
+        recs = _recommend(
+            ds, basket, have, ~skip[account[deals]], prior_strength=prior_strength, basis=basis
         )
-        recs = _recommend(ds, basket, have, ~skip, prior_strength=prior_strength, basis=basis)
-        rows = deals.iloc[recs["_row"].to_numpy()].reset_index(drop=True)
+        evidence = recs.attrs["evidence"]
+        recs = recs.loc[recs["expected_value"].notna().to_numpy()]
+        deal_key, _ = _codes(opps["opportunity_id"].take(deals).astype("str"))
+        rows = deals[recs["_row"].to_numpy()]
+        key = deal_key[recs["_row"].to_numpy()]
+        pick, rank = _top(key, recs["_product"].to_numpy(), recs["expected_value"], top_n)
+        recs, rows = recs.iloc[pick], rows[pick]
+        a = {"products": products, "evidence": evidence}
         out = pd.DataFrame(
             {
-                "opportunity_id": rows["opportunity_id"].astype("str"),
-                "account": rows["account"].astype("str"),
-                "deal_product": rows["product"].astype("str"),
-                "stage": rows["stage"].astype("str"),
-                "product": _labels(products, recs["_product"]),
-                "propensity": recs["propensity"],
-                "expected_value": recs["expected_value"],
-                "because_of": recs["because_of"],
-                "evidence": recs["evidence"],
+                col: opps[name].take(rows).astype("str").reset_index(drop=True)
+                for col, name in (
+                    ("opportunity_id", "opportunity_id"),
+                    ("account", "account"),
+                    ("deal_product", "product"),
+                    ("stage", "stage"),
+                )
             }
         )
-        out = out.loc[out["expected_value"].notna()]
-        head = ["opportunity_id", "account", "deal_product", "stage"]
-    out = out.sort_values([key, "expected_value", "product"], ascending=[True, False, True])
-    out = out.groupby(key, sort=False).head(top_n).copy()
-    out["rank"] = (out.groupby(key, sort=False).cumcount() + 1).astype("int64")
-    best = out.groupby(key)["expected_value"].transform("max")
-    out = out.assign(_best=best).sort_values(["_best", key, "rank"], ascending=[False, True, True])
-    cols = [*head, "rank", "product", "propensity", "expected_value", "because_of", "evidence"]
-    return out[cols].reset_index(drop=True)
+    return out.assign(
+        rank=rank,
+        product=_text(a["products"], recs["_product"]),
+        propensity=recs["propensity"].to_numpy(),
+        expected_value=recs["expected_value"].to_numpy(),
+        because_of=_text(a["products"], recs["_because"]),
+        evidence=_text(a["evidence"], recs["_evidence"]),
+    )
+
+
+def _top(key: np.ndarray, product: np.ndarray, value: pd.Series, top_n: int):
+    """The ``top_n`` most valuable products per key (ties: product order), keys ordered by
+    their best value (largest first), then key: positions and ranks (from 1)."""
+    value = value.to_numpy()
+    order = np.lexsort((product, -value, key))
+    key = key[order]
+    start = np.r_[True, key[1:] != key[:-1]]
+    first = np.flatnonzero(start)
+    run = np.repeat(first, np.diff(np.r_[first, len(key)]))
+    rank = np.arange(len(key)) - run + 1
+    best = value[order][run]
+    keep = rank <= top_n
+    order, key, rank, best = order[keep], key[keep], rank[keep], best[keep]
+    final = np.lexsort((rank, key, -best))
+    return order[final], rank[final].astype("int64")

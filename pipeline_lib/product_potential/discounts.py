@@ -15,11 +15,13 @@ from scipy import stats as _st
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import (
     _check_choice,
     _closed_within,
     _has_values,
+    _index_in,
     _need_column,
     _positive,
     _prepare,
@@ -68,10 +70,13 @@ def compute_deal_discounts(data: Dataset, *, as_of) -> pd.DataFrame:
     >>> compute_deal_discounts(ds, as_of="2025-12-31").head()  # doctest: +SKIP
     """
     ds, _ = _prepare(data, as_of)
-    return _deal_discounts(ds)
+    return _deal_discounts(ds).copy()
 
 
+@memoized(copy=False)
 def _deal_discounts(ds: Dataset) -> pd.DataFrame:
+    """:func:`compute_deal_discounts` of a prepared dataset, once per dataset (callers
+    never modify it)."""
     _need_column(ds, "product", "the discount analysis")
     products = ds.table("products")
     if not _has_values(products, "list_price"):
@@ -81,7 +86,10 @@ def _deal_discounts(ds: Dataset) -> pd.DataFrame:
         )
     opps = ds.opportunities
     prices = products.dropna(subset=["product"]).drop_duplicates("product")
-    price = opps["product"].map(prices.set_index("product")["list_price"]).astype("float64")
+    pos = _index_in(opps["product"], pd.Index(prices["product"]))
+    list_price = prices["list_price"].to_numpy(dtype="float64", na_value=np.nan)
+    price = pd.Series(np.full(len(opps), np.nan), index=opps.index)
+    price[pos >= 0] = list_price[pos[pos >= 0]]
     price = price.where(price > 0)
     if price.isna().all():
         raise InsufficientDataError(
@@ -135,7 +143,8 @@ def compute_discount_effect(
         ``product, closed, won, win_rate, avg_discount_won, avg_discount_lost,
         slope_per_10pts, slope_low, slope_high, p_value, verdict`` where ``verdict`` is
         one of ``"more discount, more wins"``, ``"more discount, fewer wins"``, ``"no
-        clear effect"``, ``"too few deals"``. Sorted by slope (largest first).
+        clear effect"``, ``"too few deals"``, ``"all won"``, ``"all lost"`` (one outcome
+        only: no slope). Sorted by slope (largest first).
 
     Raises
     ------
@@ -153,7 +162,8 @@ def compute_discount_effect(
 
 def _closed_discounts(ds: Dataset, ts, history_days) -> pd.DataFrame:
     d = _deal_discounts(ds)
-    d = d.loc[_closed_within(d, ts, history_days) & d["discount"].notna()]
+    keep = _closed_within(d, ts, history_days) & d["discount"].notna()
+    d = d.loc[keep, ["product", "status", "amount", "list_price", "discount"]]
     if d.empty:
         raise InsufficientDataError(
             "no won or lost deal has both an amount and a list price, so discounts cannot "
@@ -183,11 +193,12 @@ def _discount_effect(ds, ts, *, history_days, min_deals) -> pd.DataFrame:
             "verdict": "too few deals",
         }
         if len(g) >= min_deals and np.unique(x).size > 1:
-            if np.unique(won).size > 1:
-                fit = _st.linregress(x, won)
-                slope, se, p = fit.slope * 0.1, fit.stderr * 0.1, fit.pvalue
-            else:
-                slope, se, p = 0.0, 0.0, 1.0
+            if np.unique(won).size < 2:  # one outcome only: the slope cannot be estimated
+                row["verdict"] = "all won" if won.all() else "all lost"
+                rows.append(row)
+                continue
+            fit = _st.linregress(x, won)
+            slope, se, p = fit.slope * 0.1, fit.stderr * 0.1, fit.pvalue
             row.update(
                 slope_per_10pts=slope,
                 slope_low=slope - z * se,
@@ -317,9 +328,11 @@ def _discount_bands(ds: Dataset, ts, *, bands, history_days) -> pd.DataFrame:
     idx = np.searchsorted(np.asarray(edges), d["discount"].to_numpy(), side="right") - 1
     d = d.assign(band_order=np.maximum(idx, 0))
     highs = [*edges[1:], None]
-    d["band"] = [_band_label(edges[i], highs[i]) for i in d["band_order"]]
-    d["band_low"] = [edges[i] for i in d["band_order"]]
-    d["band_high"] = [np.nan if highs[i] is None else highs[i] for i in d["band_order"]]
+    order = d["band_order"].to_numpy()
+    labels = [_band_label(lo, hi) for lo, hi in zip(edges, highs, strict=True)]
+    d["band"] = np.asarray(labels, dtype=object)[order]
+    d["band_low"] = np.asarray(edges, dtype="float64")[order]
+    d["band_high"] = np.asarray([np.nan if h is None else h for h in highs], dtype="float64")[order]
     return d
 
 
@@ -335,10 +348,10 @@ def _size_bands(ds: Dataset, ts, *, n_bands, history_days) -> pd.DataFrame:
         raise InsufficientDataError(
             "no won or lost deal has an amount and a product, so deal-size bands cannot be formed"
         )
-    d = d.assign(won=opps.loc[d.index, "status"].eq(schema.WON))
+    rows = np.flatnonzero((closed & opps["product"].notna()).to_numpy())
+    d = d.assign(won=opps["status"].iloc[rows].eq(schema.WON).to_numpy())
     try:
-        disc = _deal_discounts(ds).set_index(opps.index)["discount"]
-        d["discount"] = disc.loc[d.index]
+        d["discount"] = _deal_discounts(ds)["discount"].to_numpy()[rows]
     except InsufficientDataError:
         d["discount"] = np.nan
     parts = []
@@ -353,7 +366,7 @@ def _size_bands(ds: Dataset, ts, *, n_bands, history_days) -> pd.DataFrame:
             k, [f"size band {i + 1}" for i in range(k)]
         )
         g = g.assign(band_order=codes.astype("int64"))
-        g["band"] = [names[i] for i in g["band_order"]]
+        g["band"] = np.asarray(names, dtype=object)[g["band_order"].to_numpy()]
         lims = g.groupby("band_order")["amount"].agg(["min", "max"])
         g["band_low"] = g["band_order"].map(lims["min"])
         g["band_high"] = g["band_order"].map(lims["max"])

@@ -126,6 +126,12 @@ def describe_discount_effect(effect: pd.DataFrame) -> str:
         if r["verdict"] == "too few deals":
             lines.append(f"**{r['product']}**: too few closed deals ({r['closed']}) to tell.")
             continue
+        if r["verdict"] in ("all won", "all lost"):
+            lines.append(
+                f"**{r['product']}**: all {r['closed']:,} closed deals were "
+                f"{r['verdict'].split()[1]}, so the win rate cannot be related to the discount."
+            )
+            continue
         lines.append(
             f"**{r['product']}**: {r['verdict']} — each 10 discount points go with a win rate "
             f"{r['slope_per_10pts'] * 100:+.1f} pts (95 % interval "

@@ -15,12 +15,14 @@ from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..stats import wilson_interval
 from ._common import (
-    _CLOSED,
     _check_choice,
+    _codes,
     _has_values,
-    _isin,
+    _index_in,
+    _per_group,
     _positive,
     _prepare,
+    _status,
     _window,
 )
 from .discounts import _deal_discounts
@@ -87,8 +89,10 @@ def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
                         f"grouping by '{column}' ({table} table) needs the opportunities' "
                         f"'{key}' column, which is missing or empty"
                     )
-                lookup = frame.dropna(subset=[key]).drop_duplicates(key).set_index(key)[column]
-                labels = opps[key].map(lookup)
+                lookup = frame.dropna(subset=[key]).drop_duplicates(key)
+                pos = _index_in(opps[key], pd.Index(lookup[key]))
+                values = lookup[column].array.take(pos, allow_fill=True)
+                labels = pd.Series(values, index=opps.index)
                 break
         if labels is None:
             allowed = group_columns(ds)
@@ -106,13 +110,14 @@ def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
     return labels.astype("str").fillna(NONE_LABEL).rename("_group")
 
 
-def _closed_stats(frame: pd.DataFrame, group: pd.Series) -> pd.DataFrame:
-    """won, lost, win rate, interval, won revenue, avg/median won deal per group."""
-    won = frame["status"].eq(schema.WON)
-    lost = frame["status"].eq(schema.LOST)
-    amount = frame["amount"].where(won)
-    g = pd.DataFrame({"_group": group, "won": won, "lost": lost, "amount": amount})
-    out = g.groupby("_group", sort=False).agg(
+def _closed_stats(
+    won: np.ndarray, lost: np.ndarray, amount: np.ndarray, codes: np.ndarray, labels: pd.Index
+) -> pd.DataFrame:
+    """won, lost, win rate, interval, won revenue, avg/median won deal per group code
+    (``won``, ``lost``, ``amount``, ``codes`` of the deals in the period; indexed by label)."""
+    amount = np.where(won, amount, np.nan)
+    g = pd.DataFrame({"won": won, "lost": lost, "amount": amount})
+    out = g.groupby(codes).agg(
         won=("won", "sum"),
         lost=("lost", "sum"),
         won_revenue=("amount", "sum"),
@@ -120,6 +125,7 @@ def _closed_stats(frame: pd.DataFrame, group: pd.Series) -> pd.DataFrame:
         avg_won_deal=("amount", "mean"),
         median_won_deal=("amount", "median"),
     )
+    out.index = labels.take(out.index)
     out[["won", "lost"]] = out[["won", "lost"]].astype("int64")
     closed = out["won"] + out["lost"]
     out["win_rate"] = out["won"] / closed.where(closed > 0)
@@ -132,43 +138,61 @@ def _closed_stats(frame: pd.DataFrame, group: pd.Series) -> pd.DataFrame:
 def _scorecard_core(
     ds: Dataset, ts: pd.Timestamp, group: pd.Series, period_days: int, discounts
 ) -> pd.DataFrame:
-    """Everything of the scorecard except the pipeline weights."""
+    """Everything of the scorecard except the pipeline weights.
+
+    Groups are integer codes (one factorisation of ``group``); every per-group sum,
+    mean and median is pandas' own kernel on the same values in the same order, so the
+    numbers are those of a ``groupby`` on the labels.
+    """
     opps = ds.opportunities
     start = ts - pd.Timedelta(days=period_days)
     prev_start = start - pd.Timedelta(days=period_days)
-    closed = _isin(opps["status"], _CLOSED)
-    in_period = closed & _window(opps["close_date"], start, ts)
-    in_prev = closed & _window(opps["close_date"], prev_start, start)
-    created = _window(opps["created_date"], start, ts)
-    created_prev = _window(opps["created_date"], prev_start, start)
-    is_open = opps["status"].eq(schema.OPEN)
+    is_won, is_lost = _status(opps, schema.WON), _status(opps, schema.LOST)
+    is_open = _status(opps, schema.OPEN)
+    closed = is_won | is_lost
+    in_period = closed & _window(opps["close_date"], start, ts).to_numpy()
+    in_prev = closed & _window(opps["close_date"], prev_start, start).to_numpy()
+    created = _window(opps["created_date"], start, ts).to_numpy()
+    created_prev = _window(opps["created_date"], prev_start, start).to_numpy()
+    amount = opps["amount"].to_numpy(dtype="float64", na_value=np.nan)
 
-    groups = pd.Index(pd.unique(group), name="_group")
-    base = pd.DataFrame(index=groups)
-    base["opportunities"] = created.groupby(group).sum()
-    base["opportunities_prev"] = created_prev.groupby(group).sum()
-    cur = _closed_stats(opps.loc[in_period], group.loc[in_period])
-    prev = _closed_stats(opps.loc[in_prev], group.loc[in_prev])
-    out = base.join(cur, how="left")
-    out["open"] = is_open.groupby(group).sum()
-    open_amount = opps["amount"].where(is_open)
-    out["open_pipeline"] = open_amount.groupby(group).sum(min_count=1)
-    skipped = (is_open | (in_period & opps["status"].eq(schema.WON))) & opps["amount"].isna()
-    out["amount_missing"] = skipped.groupby(group).sum()
+    codes, labels = _codes(group)
+    n = len(labels)
+    first = pd.unique(codes)  # groups in order of appearance
 
-    won_now = in_period & opps["status"].eq(schema.WON)
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes[mask], minlength=n)[first]
+
+    def per_group(values, how: str, **kwargs) -> np.ndarray:
+        return _per_group(values, codes, n, how, **kwargs)[first]
+
+    out = pd.DataFrame(index=labels.take(first).rename("_group"))
+    out["opportunities"] = count(created)
+    out["opportunities_prev"] = count(created_prev)
+    cur = _closed_stats(
+        is_won[in_period], is_lost[in_period], amount[in_period], codes[in_period], labels
+    )
+    prev = _closed_stats(is_won[in_prev], is_lost[in_prev], amount[in_prev], codes[in_prev], labels)
+    out = out.join(cur, how="left")
+    out["open"] = count(is_open)
+    out["open_pipeline"] = per_group(np.where(is_open, amount, np.nan), "sum", min_count=1)
+    skipped = (is_open | (in_period & is_won)) & np.isnan(amount)
+    out["amount_missing"] = count(skipped)
+
+    won_now = in_period & is_won
     cycle = (opps["close_date"] - opps["created_date"]).dt.days
     cycle = cycle.where(won_now & (cycle >= 0))
-    out["median_cycle_days"] = cycle.groupby(group).median()
-    out["cycle_deals"] = cycle.notna().groupby(group).sum()
+    out["median_cycle_days"] = per_group(cycle, "median")
+    out["cycle_deals"] = count(cycle.notna().to_numpy())
 
     if discounts is not None:
-        d = discounts.set_index(opps.index)
-        ok = won_now & d["discount"].notna()
-        amt = d["amount"].where(ok).groupby(group).sum(min_count=1)
-        lst = d["list_price"].where(ok).groupby(group).sum(min_count=1)
+        ok = won_now & discounts["discount"].notna().to_numpy()
+        amt = per_group(np.where(ok, discounts["amount"].to_numpy(), np.nan), "sum", min_count=1)
+        lst = per_group(
+            np.where(ok, discounts["list_price"].to_numpy(), np.nan), "sum", min_count=1
+        )
         out["discount"] = 1 - amt / lst
-        out["discount_deals"] = ok.groupby(group).sum()
+        out["discount_deals"] = count(ok)
     else:
         out["discount"] = np.nan
         out["discount_deals"] = 0
@@ -302,7 +326,7 @@ def compute_scorecard(
                 [weighted, pd.Series([pipe["weighted_amount"].sum(min_count=1)], ["All"])]
             )
         card["weighted_pipeline"] = weighted.reindex(card.index).astype("float64")
-        bases = sorted(set(pipe["basis"]))
+        bases = sorted(set(pipe["basis"].unique()))
         if bases and weights != "crm":
             notes.append("Weighted pipeline basis: " + "; ".join(bases) + ".")
     except InsufficientDataError as exc:

@@ -14,15 +14,20 @@ import pandas as pd
 from .. import schema
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
+from ..memo import memoized
 from ..stats import wilson_interval
 from ._common import (
     _check_choice,
     _closed_within,
     _has_values,
+    _index_in,
     _isin,
     _need_column,
     _non_negative,
     _prepare,
+    _status,
+    _take,
+    _unique,
 )
 
 __all__ = ["WEIGHTS", "compute_stage_win_rates", "compute_weighted_pipeline"]
@@ -91,10 +96,30 @@ def compute_stage_win_rates(
     return _stage_win_rates(ds, ts, by=by, prior_strength=prior_strength, history_days=history_days)
 
 
-def _closed_for_learning(ds: Dataset, ts: pd.Timestamp, history_days: int | None):
-    """The won and lost deals win rates are learned from."""
-    opps = ds.opportunities
-    return opps.loc[_closed_within(opps, ts, history_days)]
+def _closed_for_learning(ds: Dataset, ts: pd.Timestamp, history_days: int | None) -> np.ndarray:
+    """Rows of the won and lost deals win rates are learned from."""
+    return _closed_within(ds.opportunities, ts, history_days).to_numpy()
+
+
+@memoized(copy=False)
+def _history_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each (deal, open stage) the stage history shows, once, sorted: the deal's row in the
+    opportunities and the stage's position in the pipeline. Matched through positions
+    (one hash lookup of the ids) rather than a merge on the text ids; once per dataset."""
+    hist = ds.stage_history
+    stage = _index_in(hist["stage"], pd.Index(list(ds.stages.open)))
+    row = _index_in(hist["opportunity_id"], pd.Index(ds.opportunities["opportunity_id"]))
+    keep = (stage >= 0) & (row >= 0)
+    n_stages = len(ds.stages.open)
+    pairs = _unique(row[keep] * n_stages + stage[keep])
+    return pairs // n_stages, pairs % n_stages
+
+
+def _reached(ds: Dataset, closed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_history_pairs` of the ``closed`` deals."""
+    row, stage = _history_pairs(ds)
+    keep = closed[row]
+    return row[keep], stage[keep]
 
 
 def _stage_win_rates(ds, ts, *, by, prior_strength, history_days) -> pd.DataFrame:
@@ -107,26 +132,35 @@ def _stage_win_rates(ds, ts, *, by, prior_strength, history_days) -> pd.DataFram
             "stage); add a stage_history table to the source config"
         )
     closed = _closed_for_learning(ds, ts, history_days)
+    if not closed.any():
+        raise InsufficientDataError(
+            f"no deal was won or lost by {ts.date()}, so there are no win rates per stage to "
+            "learn; they need deals that were won or lost after passing through open stages"
+        )
     if by is not None:
         _need_column(ds, by, f"stage win rates per {by}")
-    cols = ["opportunity_id", "status"] + ([by] if by is not None else [])
     open_stages = list(ds.stages.open)
-    reached = (
-        hist.loc[_isin(hist["stage"], open_stages), ["opportunity_id", "stage"]]
-        .drop_duplicates()
-        .merge(closed[cols], on="opportunity_id", how="inner")
-    )
-    if reached.empty:
+    n_stages = len(open_stages)
+    row, stage = _reached(ds, closed)
+    if not len(row):
         raise InsufficientDataError(
             "no closed deal has a stage history, so win rates per stage cannot be learned; "
             "they need deals that were won or lost after passing through open stages"
         )
-    reached["won"] = reached["status"].eq(schema.WON)
-    with_hist = _isin(closed["opportunity_id"], reached["opportunity_id"])
-    overall = float(closed.loc[with_hist, "status"].eq(schema.WON).mean())
+    opps = ds.opportunities
+    won = _status(opps, schema.WON)
+    reached_won = won[row]
+    with_hist = _unique(row)
+    overall = int(won[with_hist].sum()) / len(with_hist)
 
-    pooled = reached.groupby("stage")["won"].agg(["size", "sum"]).reindex(open_stages)
-    pooled = pooled.fillna(0)
+    stage_index = pd.Index(open_stages, name="stage")
+    pooled = pd.DataFrame(
+        {
+            "size": np.bincount(stage, minlength=n_stages),
+            "sum": np.bincount(stage[reached_won], minlength=n_stages),
+        },
+        index=stage_index,
+    )
     stage_rate = (pooled["sum"] + m * overall) / (pooled["size"] + m)
     stage_rate = stage_rate.where(pooled["size"] + m > 0, overall)
 
@@ -135,15 +169,22 @@ def _stage_win_rates(ds, ts, *, by, prior_strength, history_days) -> pd.DataFram
         counts = pooled.rename(columns={"size": "reached", "sum": "won"}).reset_index()
         keys = ["stage"]
     else:
-        groups = sorted(ds.opportunities[by].dropna().astype("str").unique())
+        groups = sorted(opps[by].dropna().astype("str").unique())
         grid = pd.MultiIndex.from_product([groups, open_stages], names=[by, "stage"]).to_frame(
             index=False
         )
-        counts = (
-            reached.dropna(subset=[by])
-            .groupby([by, "stage"])["won"]
-            .agg(reached="size", won="sum")
-            .reset_index()
+        codes, values = pd.factorize(opps[by])
+        cell = codes[row] * n_stages + stage
+        ok = codes[row] >= 0
+        cells, size = np.unique(cell[ok], return_counts=True)
+        n_won = np.bincount(np.searchsorted(cells, cell[ok & reached_won]), minlength=len(cells))
+        counts = pd.DataFrame(
+            {
+                by: values.take(cells // n_stages),
+                "stage": stage_index.take(cells % n_stages),
+                "reached": size.astype("int64"),
+                "won": n_won.astype("int64"),
+            }
         )
         keys = [by, "stage"]
     out = grid.merge(counts, on=keys, how="left")
@@ -252,7 +293,7 @@ def _weighted_pipeline(ds, ts, *, weights, prior_strength, history_days) -> pd.D
         )
     else:
         closed = _closed_for_learning(ds, ts, history_days)
-        if closed.empty:
+        if not closed.any():
             raise InsufficientDataError(
                 "the pipeline cannot be weighted: there is no won or lost deal to learn win "
                 "rates from; weights='crm' uses the CRM's probability instead"
@@ -265,15 +306,24 @@ def _weighted_pipeline(ds, ts, *, weights, prior_strength, history_days) -> pd.D
             rates = _stage_win_rates(
                 ds, ts, by=by, prior_strength=prior_strength, history_days=history_days
             )
-            keys = ["stage"] if by is None else [by, "stage"]
-            merged = open_.merge(
-                rates[[*keys, "win_probability", "basis"]], on=keys, how="left", sort=False
-            )
-            stage_only = rates.drop_duplicates("stage").set_index("stage")["stage_rate"]
-            missing = merged["win_probability"].isna()  # e.g. a deal with no product
-            prob = merged["win_probability"].fillna(open_["stage"].map(stage_only))
-            basis = merged["basis"].where(~missing, "stage (no product on the deal)")
+            # rates has one row per (group, stage): groups sorted, stages in pipeline order
+            stages = pd.Index(list(ds.stages.open))
+            stage = _index_in(open_["stage"], stages)
+            row = stage.copy()
+            if by is not None:
+                group = _index_in(open_[by], pd.Index(rates[by].iloc[:: len(stages)]))
+                row = np.where((group >= 0) & (stage >= 0), group * len(stages) + stage, -1)
+            prob = _take(rates["win_probability"].to_numpy(), row)
+            missing = np.isnan(prob)  # e.g. a deal with no product
+            stage_rate = _take(rates["stage_rate"].to_numpy()[: len(stages)], stage)
+            prob = pd.Series(np.where(missing, stage_rate, prob))
+            basis = np.where(
+                missing,
+                "stage (no product on the deal)",
+                _take(rates["basis"].to_numpy(dtype=object), row, fill=None),
+            ).astype(object)
         except InsufficientDataError:
+            closed = ds.opportunities.loc[closed, [c for c in ("status", by) if c]]
             prob, basis = _flat_rates(closed, open_, by=by, prior_strength=prior_strength)
     open_["win_probability"] = prob.astype("float64").to_numpy()
     open_["weighted_amount"] = open_["amount"] * open_["win_probability"]

@@ -69,6 +69,11 @@ def _split_stats(kind: str, a, b, c, min_size: int) -> np.ndarray:
     return np.where(ok, stat, 0.0)
 
 
+# Above this many deal values, the Gaussian metrics' permutation null is drawn from its
+# normal large-sample form (see ``_Series._normal_null``); below it, deals are shuffled.
+_EXACT_SHUFFLE_MAX = 20_000
+
+
 class _Series:
     """One metric over consecutive periods, with what its permutation test needs."""
 
@@ -92,7 +97,6 @@ class _Series:
 
     def null(self, n_perm: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n_perm`` draws of (a, b, c) with no change: deals' outcomes permuted."""
-        t = len(self.a)
         if self.kind == "binomial":
             total = int(self.a.sum())
             a = rng.multivariate_hypergeometric(self.b.astype("int64"), total, size=n_perm)
@@ -102,13 +106,39 @@ class _Series:
             a = rng.multinomial(int(self.a.sum()), share, size=n_perm).astype(float)
             return a, np.broadcast_to(self.b, a.shape), np.zeros(a.shape)
         n_perm = max(99, n_perm // 4)  # every deal is shuffled: fewer draws suffice
+        if len(self.values) > _EXACT_SHUFFLE_MAX:
+            return self._normal_null(n_perm, rng)
+        return self._shuffle_null(n_perm, rng)
+
+    def _shuffle_null(self, n_perm: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Period sums of the Gaussian metrics with the deals' values really shuffled."""
+        t = len(self.a)
         m = len(self.values)
         codes = rng.permuted(np.broadcast_to(self.codes, (n_perm, m)), axis=1)
-        slot = (codes + t * np.arange(n_perm)[:, None]).ravel()
-        v = np.broadcast_to(self.values, (n_perm, m)).ravel()
-        s = np.bincount(slot, weights=v, minlength=n_perm * t).reshape(n_perm, t)
-        ss = np.bincount(slot, weights=v**2, minlength=n_perm * t).reshape(n_perm, t)
-        return np.broadcast_to(self.a, s.shape), s, ss
+        s = np.empty((n_perm, t))
+        for r in range(n_perm):  # row by row: no n_perm × m copy of the values
+            s[r] = np.bincount(codes[r], weights=self.values, minlength=t)
+        # the statistic needs only the total sum of squares, the same in every shuffle
+        return np.broadcast_to(self.a, s.shape), s, np.broadcast_to(self.c, s.shape)
+
+    def _normal_null(self, n_perm: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Large-sample draws of the shuffled period sums (their exact mean and covariance).
+
+        Shuffling ``m`` deal values over periods of sizes ``n_i`` gives period sums with
+        mean ``n_i μ`` and covariance ``σ² m/(m-1) (diag(n) - n nᵀ/m)`` (sampling without
+        replacement; ``μ``, ``σ²`` of all values). With thousands of deals per period the
+        sums are normal to a close approximation, so they are drawn directly — O(periods)
+        per draw instead of O(deals). The statistic needs only the period sums: the total
+        sum of squares is the same in every shuffle.
+        """
+        n = self.a
+        m = n.sum()
+        mu = self.values.mean()
+        sd = self.values.std() * np.sqrt(m / (m - 1))
+        x = rng.standard_normal((n_perm, len(n))) * np.sqrt(n)
+        y = x - np.outer(x.sum(axis=1), n / m)
+        s = n * mu + sd * y
+        return np.broadcast_to(n, s.shape), s, np.broadcast_to(self.c, s.shape)
 
     def pooled(self, lo, hi) -> float:
         a, b = self.a[lo:hi], self.b[lo:hi]
@@ -188,7 +218,10 @@ def compute_change_points(
     is a permutation test with ``n_perm`` draws (a quarter as many for the Gaussian
     metrics): the deals' outcomes (won/lost, creation dates, values) are shuffled across
     periods, keeping each period's number of deals, so the maximum over all splits is
-    accounted for. Significant splits (``p <= alpha``)
+    accounted for. Above 20,000 won deals in a series the shuffled period sums of the
+    Gaussian metrics are drawn from their exact mean and covariance under shuffling
+    (normal large-sample form), which keeps the test fast at scale. Significant splits
+    (``p <= alpha``)
     are searched again on each side (binary segmentation, at most ``max_changes`` per
     series, segments of at least ``min_size`` periods). When the observed statistic
     beats every draw, the smaller Bonferroni bound over the splits of its χ²₁

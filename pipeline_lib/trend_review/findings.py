@@ -247,6 +247,8 @@ def compute_findings(
         if len(o) < 3:
             return
         top, bottom = o.iloc[0], o.iloc[-1]
+        if top["shrunk_win_rate"] - bottom["shrunk_win_rate"] < 0.005:
+            return  # no spread between reps (e.g. every closed deal won, or every one lost)
         cands.append(
             (
                 "owners",
@@ -271,7 +273,25 @@ def compute_findings(
     ):
         attempt(fn)
     if not cands:
-        raise InsufficientDataError("no finding could be made: too few closed deals")
+        status = ds.opportunities["status"]
+        won, lost = int(status.eq(schema.WON).sum()), int(status.eq(schema.LOST).sum())
+        if won + lost == 0:
+            why = f"no deal was won or lost up to {ts.date()}"
+        elif won == 0 or lost == 0:
+            which = "the only deal" if won + lost == 1 else f"every one of the {won + lost:,} deals"
+            why = (
+                f"{which} closed up to {ts.date()} was {'lost' if won == 0 else 'won'}, so "
+                "win rates, velocity and reps cannot be compared"
+            )
+        else:
+            why = (
+                f"the {won + lost:,} deals closed up to {ts.date()} are too few to show a "
+                "clear change, difference or bottleneck"
+            )
+        raise InsufficientDataError(
+            f"no finding could be made: {why}; the findings are drawn from closed deals "
+            "(see the sections below)"
+        )
     frame = pd.DataFrame(cands, columns=["topic", "score", "finding"])
     frame = frame.sort_values("score", ascending=False, kind="stable")
     frame = frame.drop_duplicates("topic").head(n).reset_index(drop=True)

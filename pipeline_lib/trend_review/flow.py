@@ -18,8 +18,8 @@ from ._common import (
     _bounds,
     _check_choice,
     _days,
+    _history_index,
     _in_window,
-    _member,
     _require_history,
     _snap,
 )
@@ -27,12 +27,22 @@ from ._common import (
 __all__ = ["compute_pipeline_flow", "compute_pushed_deals", "compute_push_rate"]
 
 
-def _first_amounts(ds: Dataset) -> pd.Series:
+def _first_amounts(ds: Dataset, ids: pd.Index) -> np.ndarray:
+    """Per deal of ``ids``: the amount of its earliest stage-history row with an amount."""
+    out = np.full(len(ids), np.nan)
     hist = ds.stage_history
-    if hist is None or "amount" not in hist:
-        return pd.Series(dtype="float64")
-    h = hist[hist["amount"].notna()].sort_values(["opportunity_id", "entered_at"], kind="stable")
-    return h.groupby("opportunity_id")["amount"].first()
+    if hist is None or "amount" not in hist or not len(ids):
+        return out
+    codes, uniques = pd.factorize(hist["opportunity_id"])
+    row = np.append(ids.get_indexer(uniques), -1)[codes]
+    amount = hist["amount"].to_numpy("float64", na_value=np.nan)
+    when = _days(hist["entered_at"])
+    when = np.where(np.isnan(when), np.inf, when)  # undated rows last, as in a sort
+    keep = np.flatnonzero((row >= 0) & ~np.isnan(amount))
+    order = keep[np.lexsort((keep, when[keep], row[keep]))]  # stable: file order on ties
+    first = np.insert(row[order][1:] != row[order][:-1], 0, True) if len(order) else []
+    out[row[order][first]] = amount[order][first]
+    return out
 
 
 @memoized(dates=("as_of", "start", "end", "horizon"))
@@ -133,7 +143,7 @@ def compute_pipeline_flow(ds: Dataset, *, as_of, start, end, horizon="end") -> p
     pulled = open0 & ~in0 & (stays | closed)
     counted = in0 | created | pulled
     pushed = counted & open1 & ~in1
-    first_amt = ids.to_series().map(_first_amounts(ds)).reindex(ids)
+    first_amt = pd.Series(_first_amounts(ds, ids), index=ids)
     entry = pd.Series(0.0, index=ids)
     entry[in0 | pulled] = amt0[in0 | pulled]
     entry[created] = first_amt[created].where(first_amt[created].notna(), amt1[created])
@@ -179,20 +189,24 @@ def _push_events(ds: Dataset) -> pd.DataFrame:
             "Pushed deals need the expected close date recorded at each stage change "
             "(stage_history.close_date); map that column in the source config"
         )
-    order = {s: i for i, s in enumerate(ds.stages.order)}
-    h = hist[["opportunity_id", "stage", "entered_at", "close_date"]]
-    h = h.assign(_o=h["stage"].map(order).fillna(len(order)))
-    h = h.sort_values(["opportunity_id", "entered_at", "_o"], kind="stable")
-    prev = h.groupby("opportunity_id", sort=False)["close_date"].shift(1)
-    moved = (h["close_date"] - prev).dt.days
-    push = h["stage"].isin(ds.stages.open) & (moved > 0)
+    hx = _history_index(ds)
+    deal, entered, close = hx["deal"], hx["entered"], hx["close"]
+    prev = np.where(
+        hx["first"], np.datetime64("NaT"), np.insert(close[:-1], 0, np.datetime64("NaT"))
+    )
+    valid = ~np.isnat(close) & ~np.isnat(prev)
+    moved = np.zeros(len(close), "int64")
+    moved[valid] = (close[valid] - prev[valid]) // np.timedelta64(1, "D")
+    push = (hx["stage_open"] >= 0) & valid & (moved > 0)
     return pd.DataFrame(
         {
-            "opportunity_id": h["opportunity_id"][push].to_numpy(),
-            "pushed_at": h["entered_at"][push].to_numpy(),
-            "from_date": prev[push].to_numpy(),
-            "to_date": h["close_date"][push].to_numpy(),
-            "days": moved[push].astype("int64").to_numpy(),
+            "opportunity_id": pd.Series(
+                hx["deal_names"].to_numpy()[deal[push]], dtype=hx["id_dtype"]
+            ),
+            "pushed_at": entered[push],
+            "from_date": prev[push],
+            "to_date": close[push],
+            "days": moved[push].astype("int64"),
         }
     )
 
@@ -289,12 +303,17 @@ def compute_push_rate(ds: Dataset, *, as_of, period: str = "quarter") -> pd.Data
     created = _days(opps["created_date"])
     closed_at = np.where(opps["status"].eq(schema.OPEN), np.inf, _days(opps["close_date"]))
     ev_period = ev["pushed_at"].dt.to_period(freq)
+    ev_row = pd.Index(opps["opportunity_id"]).get_indexer(ev["opportunity_id"])  # once
     rows = []
     for p in periods:
         p0, p1 = _days([p.start_time])[0], _days([p.end_time.normalize()])[0]
         open_during = ~(created > p1) & ~(closed_at < p0)
-        e = ev[ev_period == p]
-        pushed = _member(opps["opportunity_id"], e["opportunity_id"]) & open_during
+        in_p = (ev_period == p).to_numpy()
+        e = ev[in_p]
+        pushed = np.zeros(len(opps), bool)
+        rows_p = ev_row[in_p]
+        pushed[rows_p[rows_p >= 0]] = True
+        pushed &= open_during
         rows.append(
             {
                 "period": str(p),

@@ -39,7 +39,11 @@ def compute_lost_reasons(ds: Dataset, *, as_of, period: str = "quarter") -> pd.D
     ds, ts = _snap(ds, as_of)
     opps = ds.opportunities
     lost = opps[opps["status"].eq(schema.LOST) & opps["close_date"].notna()]
-    if "lost_reason" not in opps or lost.empty or lost["lost_reason"].isna().all():
+    if lost.empty:
+        raise InsufficientDataError(
+            f"no deal was lost up to {ts.date()}, so there are no lost reasons to follow over time"
+        )
+    if "lost_reason" not in opps or lost["lost_reason"].isna().all():
         raise InsufficientDataError(
             "lost reasons over time need lost deals with a `lost_reason`; map the loss-reason "
             "column of the CRM export in the source config"

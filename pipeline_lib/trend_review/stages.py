@@ -13,7 +13,17 @@ from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..memo import memoized
 from ..stats import km_quantiles, proportion_diff_interval, wilson_interval
-from ._common import _Z95, _bounds, _days, _in_window, _member, _require_history, _snap, _windows
+from ._common import (
+    _Z95,
+    _bounds,
+    _code_of,
+    _days,
+    _history_index,
+    _in_window,
+    _require_history,
+    _snap,
+    _windows,
+)
 
 __all__ = [
     "compute_stage_conversion",
@@ -26,25 +36,22 @@ __all__ = [
 @memoized(copy=False)
 def _stage_events(ds: Dataset, ts: pd.Timestamp) -> dict:
     """Per deal: furthest open stage reached and when it left each open stage."""
-    hist = _require_history(ds, "Stage conversion")
+    _require_history(ds, "Stage conversion")
     stages = ds.stages.open
     if not stages:
         raise InsufficientDataError("the source config defines no open stages")
     n_open = len(stages)
-    idx_of = {s: i for i, s in enumerate(stages)}
     opps = ds.opportunities
-    ids = opps["opportunity_id"]
-    h = hist[hist["stage"].isin(stages)]
-    h = h.assign(idx=h["stage"].map(idx_of).astype("int64"))
-    first = (
-        h.groupby(["opportunity_id", "idx"])["entered_at"]
-        .min()
-        .unstack()
-        .reindex(index=ids.to_numpy(), columns=range(n_open))
-    )
-    entry = np.column_stack([_days(first[c]) for c in range(n_open)])
-    hist_max = ids.map(h.groupby("opportunity_id")["idx"].max()).to_numpy(dtype="float64")
-    cur = opps["stage"].map(idx_of).to_numpy(dtype="float64", na_value=np.nan)
+    hx = _history_index(ds)  # integer codes: deal -> row of opps, stage -> index in `stages`
+    keep = (hx["stage_open"] >= 0) & (hx["row"] >= 0) & ~np.isnat(hx["entered"])
+    deal, stage_code = hx["row"][keep], hx["stage_open"][keep]
+    entered = _days(hx["entered"][keep])
+    entry = np.full((len(opps), n_open), np.nan)
+    np.fmin.at(entry, (deal, stage_code), entered)  # first entry per deal and stage
+    hist_max = np.full(len(opps), np.nan)
+    np.fmax.at(hist_max, deal, stage_code.astype("float64"))
+    cur = _code_of(opps["stage"], stages).astype("float64")
+    cur[cur < 0] = np.nan
     status = opps["status"].to_numpy()
     furthest = np.fmax(hist_max, np.where(status == schema.OPEN, cur, np.nan))
     furthest = np.where(np.isnan(furthest), 0, furthest).astype("int64")
@@ -58,7 +65,8 @@ def _stage_events(ds: Dataset, ts: pd.Timestamp) -> dict:
     for i in range(n_open - 1, -1, -1):
         advance[:, i] = np.fmin(later, np.where(won, close, np.nan))
         later = np.fmin(later, entry[:, i])
-    in_history = _member(ids, hist["opportunity_id"])
+    in_history = np.zeros(len(opps), bool)
+    in_history[hx["row"][hx["row"] >= 0]] = True
     return {
         "stages": stages,
         "furthest": furthest,
@@ -160,31 +168,34 @@ def compute_stage_conversion(ds: Dataset, *, as_of, start=None, end=None) -> pd.
 @memoized(copy=False)
 def _visits(ds: Dataset, ts: pd.Timestamp) -> pd.DataFrame:
     """One row per visit of an open stage: duration in days and whether it ended."""
-    hist = _require_history(ds, "Time in stage")
-    stages = ds.stages
-    order = {s: i for i, s in enumerate(stages.order)}
-    h = hist[["opportunity_id", "stage", "entered_at"]].assign(
-        _o=hist["stage"].map(order).fillna(len(order))
+    _require_history(ds, "Time in stage")
+    hx = _history_index(ds)
+    next_at = np.append(hx["entered"][1:], np.datetime64("NaT", "ns"))
+    next_at = np.where(hx["last"], np.datetime64("NaT", "ns"), next_at)
+    keep = hx["stage_open"] >= 0
+    opps = ds.opportunities
+    row = hx["row"][keep]
+    found = row >= 0
+    status = np.where(found, opps["status"].to_numpy(dtype=object)[row], None)
+    close = np.where(
+        found, opps["close_date"].to_numpy("datetime64[ns]")[row], np.datetime64("NaT", "ns")
     )
-    h = h.sort_values(["opportunity_id", "entered_at", "_o"], kind="stable")
-    nxt = h.groupby("opportunity_id", sort=False)["entered_at"].shift(-1)
-    h = h.assign(next_at=nxt)
-    h = h[h["stage"].isin(stages.open)]
-    opps = ds.opportunities.set_index("opportunity_id")
-    status = h["opportunity_id"].map(opps["status"])
-    close = h["opportunity_id"].map(opps["close_date"])
-    is_open = status.eq(schema.OPEN) | status.isna()
-    end = h["next_at"].where(h["next_at"].notna(), close.where(~is_open))
-    observed = end.notna()
-    end = end.where(observed, ts)
-    duration = (end - h["entered_at"]).dt.days.astype("float64")
+    is_open = (status == schema.OPEN) | ~found | pd.isna(status)
+    next_at, entered = next_at[keep], hx["entered"][keep]
+    end = np.where(~np.isnat(next_at), next_at, np.where(is_open, np.datetime64("NaT"), close))
+    observed = ~np.isnat(end)
+    end = np.where(observed, end, np.datetime64(ts.to_datetime64(), "ns"))
+    duration = ((end - entered) // np.timedelta64(1, "D")).astype("float64")
+    duration[np.isnat(entered)] = np.nan
     out = pd.DataFrame(
         {
-            "opportunity_id": h["opportunity_id"].to_numpy(),
-            "stage": h["stage"].to_numpy(),
-            "entered_at": h["entered_at"].to_numpy(),
-            "days": duration.to_numpy(),
-            "ended": observed.to_numpy(),
+            "opportunity_id": pd.Series(
+                hx["deal_names"].to_numpy()[hx["deal"][keep]], dtype=hx["id_dtype"]
+            ),
+            "stage": hx["stage"][keep].reset_index(drop=True),
+            "entered_at": entered,
+            "days": duration,
+            "ended": observed,
         }
     )
     return out[out["days"] >= 0].reset_index(drop=True)
@@ -262,12 +273,29 @@ def _km_median_weighted(t: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarr
     return np.where(hit.any(axis=1), times[idx], np.nan)
 
 
+# Above this many visits, a bootstrap resample is drawn as counts per distinct (days,
+# ended) value: the same distribution as resampling visits, at the cost of the distinct
+# values (a few hundred) instead of the visits.
+_CELL_BOOT_MIN = 5_000
+
+
+def _boot_cells(t: np.ndarray, e: np.ndarray, n_boot: int, rng):
+    """Distinct (t, e) cells and ``n_boot`` multinomial resamples of their counts."""
+    cells, counts = np.unique(np.column_stack([t, e.astype(float)]), axis=0, return_counts=True)
+    w = rng.multinomial(len(t), counts / len(t), size=n_boot).astype(float)
+    return cells[:, 0], cells[:, 1].astype(bool), w
+
+
 def _boot_median_diff(a, ea, b, eb, n_boot, rng) -> tuple[float, float]:
     """95 % percentile-bootstrap interval of the difference of KM medians (b - a)."""
     if len(a) < 5 or len(b) < 5 or n_boot <= 0:
         return np.nan, np.nan
-    wa = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=n_boot).astype(float)
-    wb = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=n_boot).astype(float)
+    if max(len(a), len(b)) > _CELL_BOOT_MIN:
+        a, ea, wa = _boot_cells(a, ea, n_boot, rng)
+        b, eb, wb = _boot_cells(b, eb, n_boot, rng)
+    else:
+        wa = rng.multinomial(len(a), np.full(len(a), 1 / len(a)), size=n_boot).astype(float)
+        wb = rng.multinomial(len(b), np.full(len(b), 1 / len(b)), size=n_boot).astype(float)
     diffs = _km_median_weighted(b, eb.astype(float), wb) - _km_median_weighted(
         a, ea.astype(float), wa
     )
@@ -368,6 +396,12 @@ def compute_bottlenecks(
             }
         )
     out = pd.DataFrame(rows)
+    if not (out["conversion_change"].notna() | out["median_days_change"].notna()).any():
+        raise InsufficientDataError(
+            f"no stage has deals decided or stage visits begun in both {w['comparison']} "
+            f"and {w['current']}, so there is nothing to compare; pick a longer period or "
+            "another as_of"
+        )
     conv_se = (out["conversion_change_high"] - out["conversion_change_low"]) / (2 * _Z95)
     dur_se = (out["median_days_change_high"] - out["median_days_change_low"]) / (2 * _Z95)
     z_conv = (-out["conversion_change"] / conv_se.where(conv_se > 0)).fillna(0.0)

@@ -11,6 +11,14 @@ from .trends import compute_trends
 
 __all__ = ["compute_velocity", "compute_velocity_decomposition"]
 
+#: Why a velocity factor is zero or missing, for the error message.
+_ZERO_FACTOR = {
+    "opportunities": "no deal was created",
+    "win_rate": "no deal was won (the win rate is 0 or there is no closed deal)",
+    "avg_won_amount": "no won deal has an amount",
+    "cycle_days": "no won deal has a sales cycle",
+}
+
 
 def compute_velocity(ds: Dataset, *, as_of, period: str = "quarter") -> pd.DataFrame:
     """Sales velocity per period and its four factors.
@@ -96,15 +104,26 @@ def compute_velocity_decomposition(velocity: pd.DataFrame, *, current, previous)
     for label in (previous, current):
         hit = velocity[velocity["period"].astype("str") == str(label)]
         if hit.empty:
-            raise InsufficientDataError(f"period {label!r} is not in the velocity table")
+            span = (
+                f"they cover {velocity['period'].iloc[0]} to {velocity['period'].iloc[-1]}"
+                if len(velocity)
+                else "there are none"
+            )
+            raise InsufficientDataError(
+                f"sales velocity cannot be compared between {previous} and {current}: the "
+                f"data have no deals in {label} ({span}); pick a later as_of or a shorter "
+                "period"
+            )
         rows[label] = hit.iloc[0]
     r0, r1 = rows[previous], rows[current]
     for _name, col, _sign in factors:
         for r, label in ((r0, previous), (r1, current)):
             if not (pd.notna(r[col]) and r[col] > 0):
                 raise InsufficientDataError(
-                    f"velocity of {label} cannot be decomposed: its {col} is "
-                    f"{r[col]!r}; every factor must be positive (closed and won deals needed)"
+                    f"sales velocity cannot be compared between {previous} and {current}: "
+                    f"{_ZERO_FACTOR[col]} in {label}. Every factor must be positive in both "
+                    "periods (deals created, and deals won with an amount); pick another "
+                    "period or as_of"
                 )
     v0 = float(np.prod([r0[c] ** s for _, c, s in factors]))
     v1 = float(np.prod([r1[c] ** s for _, c, s in factors]))

@@ -26,6 +26,27 @@ from ._common import (
 __all__ = ["compute_what_worked", "compute_simpsons_check"]
 
 
+def _segment_rows(closed: pd.DataFrame, group: tuple) -> list[tuple[str, np.ndarray]]:
+    """``(label, row positions)`` per combination of values of ``group``, by label.
+
+    Labels read ``source=Referral & team=SMB``; rows missing any of the columns are left
+    out. Grouping runs on the columns' codes, so only one label per segment is built.
+    """
+    cols = list(group)
+    valid = np.flatnonzero(closed[cols].notna().all(axis=1).to_numpy())
+    if not len(valid):
+        return []
+    sub = closed[cols].iloc[valid]
+    out = []
+    for key, pos in sub.groupby(cols, sort=False).indices.items():
+        values = key if isinstance(key, tuple) else (key,)
+        label = " & ".join(
+            f"{c}={pd.Series([v]).astype('str').iloc[0]}" for c, v in zip(cols, values, strict=True)
+        )
+        out.append((label, valid[pos]))
+    return sorted(out, key=lambda item: item[0])
+
+
 @memoized()
 def compute_what_worked(
     ds: Dataset,
@@ -83,14 +104,9 @@ def compute_what_worked(
     groups = [(c,) for c in cols] + (list(combinations(cols, 2)) if depth == 2 else [])
     rows = []
     for group in groups:
-        keys = closed[list(group)].astype("str")
-        label = keys.iloc[:, 0].radd(f"{group[0]}=")
-        for c in group[1:]:
-            label = label + " & " + keys[c].radd(f"{c}=")
-        valid = closed[list(group)].notna().all(axis=1).to_numpy()
-        for seg, idx in pd.Series(np.arange(len(closed)))[valid].groupby(label[valid].to_numpy()):
+        for seg, idx in _segment_rows(closed, group):
             mask = np.zeros(len(closed), bool)
-            mask[idx.to_numpy()] = True
+            mask[idx] = True
             n1, n2 = int(mask.sum()), int((~mask).sum())
             if n1 >= min_deals and n2 >= min_deals:
                 k1, k2 = int(won[mask].sum()), int(won[~mask].sum())

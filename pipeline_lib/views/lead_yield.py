@@ -62,6 +62,12 @@ def _date(v) -> str:
     return "–" if pd.isna(v) else f"{pd.Timestamp(v):%Y-%m-%d}"
 
 
+def _plural(count, noun: str) -> str:
+    """``"1 lead"``, ``"2,345 leads"``."""
+    n = int(count)
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def _fig(height: float, width: float = 9.0):
     return plt.subplots(figsize=(width, height))
 
@@ -97,15 +103,22 @@ def funnel(ds: Dataset, *, as_of: pd.Timestamp, by: str | None = "source") -> li
     t = total.set_index("step")
     leads, won = int(t.loc["lead", "count"]), t.loc["won"]
     opp = t.loc["opportunity"]
-    text = (
-        f"**{leads:,} leads** as of {as_of:%Y-%m-%d}: {int(opp['count']):,} became an "
-        f"opportunity — {_ci(opp['cum_rate'], opp['cum_low'], opp['cum_high'])} of leads — "
-        f"and **{int(won['count']):,} a won deal**: "
-        f"{_ci(won['cum_rate'], won['cum_low'], won['cum_high'])} of leads, "
-        f"{_ci(won['step_rate'], won['step_low'], won['step_high'])} of opportunities "
-        "(95 % intervals). Recent leads may still convert: the cohort curves below "
-        "correct for that."
-    )
+    if int(opp["count"]) == 0:
+        text = (
+            f"**{_plural(leads, 'lead')}** as of {as_of:%Y-%m-%d}, and **none has become an "
+            "opportunity yet** (the 95 % interval of the lead → opportunity rate is "
+            f"0–{opp['cum_high']:.1%}), so there is no conversion to a won deal to measure."
+        )
+    else:
+        text = (
+            f"**{_plural(leads, 'lead')}** as of {as_of:%Y-%m-%d}: {int(opp['count']):,} "
+            f"became an opportunity — {_ci(opp['cum_rate'], opp['cum_low'], opp['cum_high'])} "
+            f"of leads — and **{int(won['count']):,} a won deal**: "
+            f"{_ci(won['cum_rate'], won['cum_low'], won['cum_high'])} of leads, "
+            f"{_ci(won['step_rate'], won['step_low'], won['step_high'])} of opportunities "
+            "(95 % intervals). Recent leads may still convert: the cohort curves below "
+            "correct for that."
+        )
     items: list = [text, *total.attrs.get("notes", ())]
     fig, ax = _fig(0.6 + 0.55 * len(total))
     plotting.plot_funnel(total, ax=ax)
@@ -150,12 +163,21 @@ def conversion_by_source(ds: Dataset, *, as_of: pd.Timestamp, by: str = "source"
     y = ly.compute_lead_yield(ds, as_of=as_of, by=by)
     groups = y[y["group"] != ly.ALL]
     tot = _total(y)
-    text = [
-        "Across all leads it takes "
-        f"**{_range(tot['leads_per_win'], tot['lpw_low'], tot['lpw_high'], 1)} leads per win** "
-        f"({int(tot['wins']):,} wins from {int(tot['leads']):,} leads), "
-        f"and a lead brings **{_num(tot['revenue_per_lead'])} {ds.base_currency}** of won revenue."
-    ]
+    if int(tot["wins"]) == 0:
+        text = [
+            f"**No lead has become a won deal yet** (0 of {_plural(tot['leads'], 'lead')}; "
+            f"the 95 % interval of the lead → win rate is 0–{tot['win_high']:.1%}), so there "
+            "is no leads-per-win figure or won revenue per lead; "
+            f"{_plural(tot['opportunities'], 'lead')} became an opportunity."
+        ]
+    else:
+        text = [
+            "Across all leads it takes "
+            f"**{_range(tot['leads_per_win'], tot['lpw_low'], tot['lpw_high'], 1)} leads per "
+            f"win** ({_plural(tot['wins'], 'win')} from {_plural(tot['leads'], 'lead')}), and "
+            f"a lead brings **{_num(tot['revenue_per_lead'])} {ds.base_currency}** of won "
+            "revenue."
+        ]
     ranked = groups[groups["wins"] > 0].sort_values("win_rate", ascending=False)
     if len(ranked) >= 2:
         best, worst = ranked.iloc[0], ranked.iloc[-1]
@@ -219,12 +241,21 @@ def cohorts(
     at = ly.compute_conversion_at_age(ds, as_of=as_of, age_days=age_days, by=by, step=step)
     tot = _total(at)
     period = ly.COHORT_FREQS[freq]
-    text = (
-        f"Within **{age_days} days** of arriving, "
-        f"{_ci(tot['km_rate'], tot['km_low'], tot['km_high'])} of leads become an "
-        f"{step_name} (Kaplan–Meier over {int(tot['leads']):,} leads: a lead not converted "
-        "yet counts only for the days it has lived)."
-    )
+    if pd.isna(tot["km_rate"]):
+        text = (
+            f"The share of leads that become an {step_name} within **{age_days} days** "
+            f"cannot be estimated: of the {_plural(tot['leads'], 'lead')}, none is still "
+            f"followed at {age_days} days (each converted earlier or is younger), and "
+            "Kaplan–Meier says nothing beyond the longest follow-up; lower "
+            "`conversion_age_days` or wait for the leads to age."
+        )
+    else:
+        text = (
+            f"Within **{age_days} days** of arriving, "
+            f"{_ci(tot['km_rate'], tot['km_low'], tot['km_high'])} of leads become an "
+            f"{step_name} (Kaplan–Meier over {_plural(tot['leads'], 'lead')}: a lead not "
+            "converted yet counts only for the days it has lived)."
+        )
     last = cc[cc["cohort"] == cc["cohort"].max()]
     seen = last[last["converted_share"].notna()]
     if len(seen) > 1:
@@ -309,8 +340,8 @@ def time_to_convert(
         fast, slow = groups.iloc[0], groups.iloc[-1]
         text += (
             f" {fast['group']} is fastest (median {_num(fast['median_days'])} days, "
-            f"{int(fast['converted']):,} leads), {slow['group']} slowest "
-            f"(median {_num(slow['median_days'])} days, {int(slow['converted']):,} leads)."
+            f"{_plural(fast['converted'], 'lead')}), {slow['group']} slowest "
+            f"(median {_num(slow['median_days'])} days, {_plural(slow['converted'], 'lead')})."
         )
     fig, ax = _fig(0.8 + 0.45 * len(groups))
     plotting.plot_time_to_convert(
@@ -514,13 +545,22 @@ def cost_return(ds: Dataset, *, as_of: pd.Timestamp, freq: str = "Q", periods: i
     tot = _total(whole, "source")
     src = whole[(whole["source"] != ly.ALL) & whole["cost_per_win"].notna()]
     cur = ds.base_currency
-    text = (
-        f"**{_num(tot['cost'])} {cur}** of lead spend brought {int(tot['leads']):,} leads "
-        f"({_num(tot['cost_per_lead'])} {cur} per lead), {int(tot['wins']):,} wins "
-        f"({_range(tot['cost_per_win'], tot['cpw_low'], tot['cpw_high'])} {cur} per win) and "
-        f"{_num(tot['revenue'])} {cur} of won revenue: "
-        f"**{_num(tot['revenue_per_cost'], 1)}× the spend**."
-    )
+    if int(tot["wins"]) == 0:
+        text = (
+            f"**{_num(tot['cost'])} {cur}** of lead spend brought "
+            f"{_plural(tot['leads'], 'lead')} ({_num(tot['cost_per_lead'])} {cur} per lead) "
+            "but **no won deal yet**, so there is no cost per win and no return on the spend "
+            "to report."
+        )
+    else:
+        text = (
+            f"**{_num(tot['cost'])} {cur}** of lead spend brought "
+            f"{_plural(tot['leads'], 'lead')} ({_num(tot['cost_per_lead'])} {cur} per lead), "
+            f"{_plural(tot['wins'], 'win')} "
+            f"({_range(tot['cost_per_win'], tot['cpw_low'], tot['cpw_high'])} {cur} per win) "
+            f"and {_num(tot['revenue'])} {cur} of won revenue: "
+            f"**{_num(tot['revenue_per_cost'], 1)}× the spend**."
+        )
     if len(src) >= 2:
         best = src.sort_values("cost_per_win").iloc[0]
         worst = src.sort_values("cost_per_win").iloc[-1]
@@ -528,7 +568,8 @@ def cost_return(ds: Dataset, *, as_of: pd.Timestamp, freq: str = "Q", periods: i
             f" {best['source']} is the cheapest per win ({_num(best['cost_per_win'])} {cur}), "
             f"{worst['source']} the dearest ({_num(worst['cost_per_win'])} {cur})."
         )
-    text += " Wins of recent periods are still coming in, so their cost per win reads high."
+    if int(tot["wins"]):
+        text += " Wins of recent periods are still coming in, so their cost per win reads high."
     fig, ax = _fig(0.8 + 0.45 * len(src))
     plotting.plot_cost_per_win(whole, currency=cur, ax=ax)
     names = {
@@ -577,6 +618,17 @@ def open_leads(
     leads = ly.compute_open_leads(ds, as_of=as_of, by=by, horizon_days=horizon_days)
     summary = ly.compute_open_lead_summary(leads)
     tot = _total(summary)
+    if int(tot["open_leads"]) == 0:
+        return ["Every lead has become an opportunity: no prospect is waiting in the funnel."]
+    funnel = ly.compute_funnel(ds, as_of=as_of).set_index("step")
+    if int(funnel.loc["won", "count"]) == 0:
+        return [
+            f"**{_plural(tot['open_leads'], 'lead')}** have not become an opportunity yet "
+            f"({int(tot['fresh']):,} fresh, {int(tot['ageing']):,} ageing, "
+            f"{int(tot['stale']):,} stale, {int(tot['expired']):,} expired). No lead has "
+            "become a won deal yet, so the wins still to expect from them cannot be "
+            "estimated and they cannot be ranked by their chance of a win."
+        ]
     text = (
         f"**{int(tot['open_leads']):,} leads** have not become an opportunity yet: "
         f"{int(tot['fresh']):,} fresh, {int(tot['ageing']):,} ageing, "

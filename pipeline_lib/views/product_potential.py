@@ -105,7 +105,9 @@ def scorecard(
         )
     ]
     weighting = {
-        "history": "win rates learned from closed deals of the same product and stage",
+        "history": "win rates learned from closed deals of the same product and stage"
+        if ds.stage_history is not None
+        else "win rates learned from closed deals of the same product (no stage history)",
         "stage": "win rates learned from closed deals per stage (all products)",
         "crm": "the probability typed into the CRM",
     }[weights]
@@ -143,6 +145,14 @@ def pipeline_weights(ds: Dataset, *, as_of, weights: str = "history") -> list:
     """The win probability per product and stage that weights the open pipeline."""
     if weights == "crm":
         return ["The pipeline is weighted by the CRM's typed-in probability (weights='crm')."]
+    if ds.stage_history is None:
+        basis = "product" if weights == "history" and "product" in ds.opportunities else "overall"
+        return [
+            f"Without a stage history each open deal is weighted by the {basis} win rate of "
+            "the closed deals (won / won + lost), whatever its stage; the scorecard shows "
+            "it. Add a stage_history table to the source config to weight each deal by the "
+            "win rate of deals that reached its stage."
+        ]
     by = "product" if weights == "history" else None
     rates = pp.compute_stage_win_rates(ds, as_of=as_of, by=by)
     if by is None:
@@ -179,6 +189,13 @@ def what_if(
     sens = pp.compute_sensitivity(
         ds, as_of=as_of, horizon_days=horizon_days, period_days=period_days, **levers
     )
+    if sens["revenue_change"].isna().all():
+        why = "; ".join(sorted(set(sens["note"].dropna().astype(str)) - {""}))
+        raise InsufficientDataError(
+            f"no product has won revenue in the {period_days} days to {as_of:%Y-%m-%d} for a "
+            f"change to build on ({why}); the what-if needs won deals with an amount (use a "
+            "longer period_days)"
+        )
     cur = ds.base_currency
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.35 * min(top, len(sens))))
     plotting.plot_what_if(sens, top=top, currency=cur, ax=ax)

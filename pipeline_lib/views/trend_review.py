@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .. import formatting, plotting
+from .. import formatting, plotting, schema
 from .. import trend_review as tr
 from ..dataset import Dataset
 
@@ -71,8 +71,14 @@ def data_coverage(ds: Dataset, *, as_of) -> list:
     if hist is not None and len(hist):
         n = hist["opportunity_id"].nunique()
         return [
-            f"Stage history: {len(hist):,} stage changes of {n:,} deals — every section below "
-            "is available."
+            f"Stage history: {len(hist):,} stage change(s) of {n:,} deal(s) — the sections "
+            "below that need it can use it."
+        ]
+    if hist is not None:
+        return [
+            "The stage history has no stage change of the deals shown, so stage conversion, "
+            "time in stage, bottlenecks, pipeline flow, pushed and stalled deals have "
+            "nothing to measure here."
         ]
     needs = "\n".join(f"- **{k}**: {v}" for k, v in tr.STAGE_HISTORY_ANALYSES.items())
     return [
@@ -92,16 +98,31 @@ def stages(ds: Dataset, *, as_of) -> list:
     plotting.plot_stage_funnel(conv, ax=ax1)
     fig2, ax2 = plt.subplots(figsize=(9, 0.8 + 0.5 * len(dur)))
     plotting.plot_stage_durations(dur, ax=ax2)
-    worst = conv.loc[conv["conversion"].idxmin()]
-    slow = dur.loc[dur["median_days"].idxmax()]
-    text = (
-        f"Lowest conversion: **{worst['stage']}** → {worst['next_stage']}, "
-        f"{worst['conversion']:.0%} ({worst['ci_low']:.0%}–{worst['ci_high']:.0%}) of "
-        f"{worst['advanced'] + worst['dropped']:,} decided deals. Longest stage: "
-        f"**{slow['stage']}**, median {slow['median_days']:.0f} days (p90 "
-        f"{slow['p90_days']:.0f}) over {slow['visits']:,} visits, {slow['in_progress']:,} "
-        "still in progress (censored)."
-    )
+    decided = conv.loc[conv["conversion"].notna()]
+    timed = dur.loc[dur["median_days"].notna()]
+    if len(decided):
+        worst = decided.loc[decided["conversion"].idxmin()]
+        text = (
+            f"Lowest conversion: **{worst['stage']}** → {worst['next_stage']}, "
+            f"{worst['conversion']:.0%} ({worst['ci_low']:.0%}–{worst['ci_high']:.0%}) of "
+            f"{worst['advanced'] + worst['dropped']:,} decided deals."
+        )
+    else:
+        text = "No deal has moved on from or been lost at any stage yet: no conversion to show."
+    if len(timed):
+        slow = timed.loc[timed["median_days"].idxmax()]
+        p90 = (
+            f"p90 {slow['p90_days']:.0f}"
+            if pd.notna(slow["p90_days"])
+            else "p90 not known yet: too many visits in progress"
+        )
+        text += (
+            f" Longest stage: **{slow['stage']}**, median {slow['median_days']:.0f} days "
+            f"({p90}) over {slow['visits']:,} visits, {slow['in_progress']:,} still in "
+            "progress (censored)."
+        )
+    else:
+        text += " No stage has a median time yet: too many visits are still in progress."
     no_hist = conv.attrs.get("no_history", 0)
     if no_hist:
         text += f" {no_hist:,} deal(s) have no stage history and are placed by their current stage."
@@ -122,11 +143,18 @@ def bottlenecks(
     """Stages whose conversion fell or duration rose against the comparison window."""
     b = tr.compute_bottlenecks(ds, as_of=as_of, period=period, comparison=comparison)
     hit = b[b["bottleneck"]]
+    compared = b["conversion_change"].notna() | b["median_days_change"].notna()
     if hit.empty:
         text = (
             f"No stage got clearly worse from {b.attrs['comparison']} to {b.attrs['current']}: "
-            "every change in conversion and median days is within its 95 % interval of zero."
+            "every change in conversion and median days that could be measured is within its "
+            "95 % interval of zero."
         )
+        if not compared.all():
+            text += (
+                f" {int((~compared).sum())} of {len(b)} stages had no deal decided and no "
+                "visit begun in one of the two periods and are not compared."
+            )
     else:
         text = "Bottlenecks: " + "; ".join(
             f"**{r.stage}** (conversion {r.conversion_before:.0%} → {r.conversion_now:.0%}, "
@@ -151,6 +179,12 @@ def pipeline_flow(
     flow = tr.compute_pipeline_flow(ds, as_of=as_of, start=start, end=w["end"])
     cur = ds.base_currency
     s, e = flow.iloc[0], flow.iloc[-1]
+    if not flow["deals"].any() and not flow["amount"].any():
+        return [
+            f"No deal was open and expected to close by {w['end']:%Y-%m-%d}, on "
+            f"{start:%Y-%m-%d} or on {w['end']:%Y-%m-%d}, and none was created, won, lost or "
+            "moved in the window: there is no pipeline flow to show."
+        ]
     text = (
         f"Pipeline expected to close by {w['end']:%Y-%m-%d}: {_money(s['amount'], cur)} in "
         f"{s['deals']:,} deals on {start:%Y-%m-%d}, {_money(e['amount'], cur)} in "
@@ -168,6 +202,8 @@ def pipeline_flow(
 def stalled_deals(ds: Dataset, *, as_of, max_rows: int = 15) -> list:
     """Open deals longer in their stage than 90 % of that stage's visits."""
     s = tr.compute_stalled_deals(ds, as_of=as_of)
+    if s.empty and not ds.opportunities["status"].eq(schema.OPEN).any():
+        return ["No deal is open, so none can be stalled."]
     if s.empty:
         return ["No open deal has been in its stage longer than that stage's p90."]
     cur = ds.base_currency
@@ -190,13 +226,18 @@ def pushed_deals(
     pushed = tr.compute_pushed_deals(ds, as_of=as_of, start=w["start"], end=w["end"])
     row = rate[rate["period"] == w["label"]]
     items = []
-    if len(row):
+    if len(row) and row.iloc[0]["open_deals"] == 0:
+        items.append(f"No deal was open in {w['label']}, so there is no push rate for it.")
+    elif len(row):
         r = row.iloc[0]
-        items.append(
+        text = (
             f"In {w['label']}, **{r['pushed']:,} of {r['open_deals']:,} open deals "
             f"({r['push_rate']:.0%}, {r['ci_low']:.0%}–{r['ci_high']:.0%})** had their expected "
-            f"close date moved later, by {r['mean_days_pushed']:.0f} days on average."
+            "close date moved later"
         )
+        if r["pushed"] and pd.notna(r["mean_days_pushed"]):
+            text += f", by {r['mean_days_pushed']:.0f} days on average"
+        items.append(text + ".")
     fig, ax = plt.subplots(figsize=(9, 3.8))
     plotting.plot_push_rate(rate, ax=ax)
     items.append(fig)
@@ -246,7 +287,14 @@ def trends(ds: Dataset, *, as_of, period: str = "quarter") -> list:
     t = tr.compute_trends(ds, as_of=as_of, period=period)
     cp = tr.compute_change_points(ds, as_of=as_of, period=period)
     fig = plotting.plot_trends(t, cp, currency=ds.base_currency)
-    if cp.empty:
+    with_deals = int(t["closed"].gt(0).sum())
+    if cp.empty and with_deals < 4:
+        text = (
+            f"Closed deals fall in only {with_deals} {period}(s): too few to test for change "
+            "points (at least 4 are needed, two on each side of a change); the chart shows "
+            "the values per period."
+        )
+    elif cp.empty:
         text = "No overall change point: no metric shifted level beyond chance."
     else:
         text = "Overall change points: " + "; ".join(
@@ -331,7 +379,7 @@ def segment_trends(
     )
     n_sig = int(sc["significant"].sum())
     items.append(
-        f"Win rate {sc.attrs['comparison']} → {sc.attrs['current']} in {len(sc)} segments: "
+        f"Win rate {sc.attrs['comparison']} → {sc.attrs['current']} in {len(sc)} segment(s): "
         f"{n_sig} significant after Benjamini–Hochberg (q ≤ 0.1)."
     )
     items.append(
@@ -348,11 +396,24 @@ def owners(ds: Dataset, *, as_of, window_days: int = 365) -> list:
     """Reps ranked by win rate shrunk towards the team-wide rate (empirical Bayes)."""
     o = tr.compute_owner_performance(ds, as_of=as_of, window_days=window_days)
     a, b = o.attrs["prior"]
-    text = (
-        f"Deals closed in the last {window_days} days. Each rep's win rate is pulled towards "
-        f"the overall {a / (a + b):.0%} by a prior worth {a + b:.0f} deals: a rep with few "
-        "deals moves most, so small samples cannot top the ranking."
-    )
+    overall = a / (a + b)
+    if len(o) < 2 or overall in (0.0, 1.0):
+        why = (
+            f"only {o['owner'].iloc[0]} closed deals"
+            if len(o) < 2
+            else f"every deal closed was {'won' if overall == 1.0 else 'lost'}"
+        )
+        text = (
+            f"Deals closed in the last {window_days} days. Reps cannot be told apart: {why}, "
+            "so there is no spread between reps to learn and no shrinkage; the table shows "
+            "each rep's own win rate."
+        )
+    else:
+        text = (
+            f"Deals closed in the last {window_days} days. Each rep's win rate is pulled "
+            f"towards the overall {overall:.0%} by a prior worth {a + b:.0f} deals: a rep "
+            "with few deals moves most, so small samples cannot top the ranking."
+        )
     fig, ax = plt.subplots(figsize=(9, 0.8 + 0.4 * len(o)))
     plotting.plot_owner_shrinkage(o, ax=ax)
     pct = ("win_rate", "ci_low", "ci_high", "shrunk_win_rate", "shrunk_low", "shrunk_high")
@@ -397,12 +458,21 @@ def what_worked(
     plotting.plot_what_worked(ww, metric="win rate", ax=axes[0])
     plotting.plot_what_worked(ww, metric="cycle", ax=axes[1])
     fig.tight_layout()
-    items += [fig, formatting.style_table(good, decimals=3, max_rows=max_rows)]
+    items.append(fig)
+    if len(good):
+        items.append(formatting.style_table(good, decimals=3, max_rows=max_rows))
     sp = tr.compute_simpsons_check(
         ds, as_of=as_of, period=period, comparison=comparison, by=segments
     )
     rev = sp[sp["reversal"]]
-    if rev.empty:
+    if rev.empty and sp["aggregate_change"].abs().max() < 0.0005:
+        items.append(
+            f"Simpson's-paradox check: the overall win rate did not change "
+            f"({sp['aggregate_before'].iloc[0]:.0%} in {sp.attrs['comparison']} and "
+            f"{sp['aggregate_now'].iloc[0]:.0%} in {sp.attrs['current']}), so there is no "
+            "change to reverse within segments."
+        )
+    elif rev.empty:
         items.append(
             "Simpson's-paradox check: the overall win-rate change points the same way "
             "within every segment column (no reversal)."
