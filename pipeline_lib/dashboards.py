@@ -5,22 +5,25 @@ from a staging folder that holds only the published notebooks (``NN_name.ipynb``
 ``notebooks/``), each with the parameters of a parameter file injected the way the
 report runner does it. The server's settings live in ``notebooks/voila.json``: bound to
 localhost, sources stripped, template and theme overrides refused, extensions that need
-the internet left out, and the limits below.
+the internet left out, and the limits below. The pages fetch nothing from the internet:
+the Font Awesome stylesheet Voila's template links from a CDN (its own bundle carries
+the same) is dropped, so an offline server does not wait for it before showing widgets.
 
-Every open dashboard page holds one kernel (a Python process with the data loaded, about
-0.35 GB on the default demo data). Voila alone starts a kernel for every request and
-keeps it while the page is open, with no upper bound (voila-dashboards/voila#617). The
-server is therefore started through :class:`WorkbenchVoila` (see :func:`voila_command`),
-a Voila with these limits:
+Every open dashboard page holds one kernel (a Python process with the data loaded:
+0.25-0.45 GB each on the default demo data, measured as PSS; it grows with the data).
+Voila alone starts a kernel for every request and keeps it while the page is open, with
+no upper bound (voila-dashboards/voila#617). The server is therefore started through
+:class:`WorkbenchVoila` (see :func:`voila_command`), a Voila with these limits:
 
 ``WorkbenchKernelManager.max_kernels`` (default 20)
     The most kernels the server runs at once, preheated ones included. A request for a
     dashboard when no preheated kernel of that dashboard is ready and the server is at
     the limit gets an HTTP 503 page, "The dashboards are busy", with ``Retry-After`` and
-    an automatic retry after 30 s; nothing waits in a queue. Measured on the default demo
-    data (2 cores, 24 GB): a dashboard kernel uses 0.30-0.45 GB, so 20 kernels fit in
-    about 8 GB; on 2 cores more than about 15 concurrently *active* dashboards would
-    make each filter change slow anyway. ``0`` removes the limit.
+    an automatic retry after 30 s; nothing waits in a queue. 20 kernels of the default
+    demo data take 5-9 GB (of the 24 GB of the reference machine), and on its 2 cores
+    more than 15 concurrently *active* dashboards would make every filter change slow
+    anyway. Size it to the RAM for larger data (about free RAM / kernel size: see
+    ``ps`` or the status below). ``0`` removes the limit.
 ``VoilaConfiguration.default_pool_size`` (1)
     Preheated kernels per dashboard: started with the server, they execute the whole
     notebook ahead, so the first visitor of a dashboard gets it rendered at once. A
@@ -28,15 +31,19 @@ a Voila with these limits:
     ``max_kernels`` the replacement waits until a session ends. Preheated kernels are
     never culled.
 ``MappingKernelManager.cull_idle_timeout`` (900 s), ``cull_interval`` (60 s)
-    A session's kernel is shut down when its page is closed or reloaded (the page sends
-    a shutdown beacon), and otherwise after 15 minutes without activity, even if a tab
-    is still open (``cull_connected``) or a computation hangs (``cull_busy``): a page
-    left open overnight does not hold a kernel. Touching a filter counts as activity; a
-    page whose kernel was culled needs a reload.
+    A session's kernel is shut down when its page is closed, left or reloaded (the page
+    sends a shutdown beacon; the server sets the ``_xsrf`` cookie the beacon needs, which
+    plain Voila 0.5 does not, voila-dashboards/voila#1458), and otherwise after 15
+    minutes without activity, even if a tab is still open (``cull_connected``) or a
+    computation hangs (``cull_busy``): a page left open overnight does not hold a
+    kernel. Touching a filter counts as activity; a page whose kernel was culled needs a
+    reload.
 ``VoilaExecutor.timeout`` (120 s) with ``interrupt_on_timeout``
     A notebook cell that runs longer while a dashboard renders is interrupted and the
-    page ends with a timeout note instead of hanging; kernel start-up is bounded by
-    ``VoilaExecutor.startup_timeout`` (60 s).
+    page ends with a note ("The dashboard stopped here ...") instead of hanging; kernel
+    start-up is bounded by ``VoilaExecutor.startup_timeout`` (60 s). A whole dashboard
+    notebook takes 8-20 s on the default demo data; raise the limit for data large
+    enough that loading alone takes minutes (preheated kernels run under it too).
 
 Change any of these in ``notebooks/voila.json``, or for one server on the command line of
 ``python -m pipeline_lib.dashboards --WorkbenchKernelManager.max_kernels=30`` (or

@@ -2,7 +2,8 @@
 
 Every kernel the runner starts sees ``PIPELINE_WORKBENCH_MODE=report`` (the filter bar
 of :mod:`pipeline_lib.widgets` is then invisible) and talks to the runner over
-CurveZMQ-encrypted sockets when the kernel supports it. A :class:`KernelWatch` holds one
+CurveZMQ-encrypted Unix sockets (TCP on systems without them) when the kernel supports
+it. A :class:`KernelWatch` holds one
 notebook's time limit: when it runs out the kernel is interrupted (a
 ``KeyboardInterrupt`` in the running cell, so the executed notebook shows where it hung)
 and, if it is still alive ten seconds later, killed with its whole process group.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -38,6 +40,8 @@ __all__ = [
 MODE_VARIABLE = "PIPELINE_WORKBENCH_MODE"
 #: Its value in a report run.
 REPORT_MODE = "report"
+#: Whether kernels talk over Unix sockets (POSIX) rather than TCP ports of localhost.
+_IPC = os.name == "posix"
 #: Seconds between interrupting a notebook that ran out of time and killing its kernel.
 _KILL_GRACE = 10.0
 
@@ -239,6 +243,24 @@ def kernel_manager_class(watch: KernelWatch) -> type:
             super().__init__(**kwargs)
             if encrypt:
                 self.transport_encryption = "auto"
+            self._socket_dir: str | None = None
+            if _IPC:
+                # Unix sockets in a folder of this kernel's own, not TCP ports: a TCP
+                # port is picked free, released, then bound by the kernel, and another
+                # process starting a kernel in between (parallel runs, a second
+                # scheduled job) can take it; the kernel then dies with "Address
+                # already in use" before running a cell.
+                self._socket_dir = tempfile.mkdtemp(prefix="pw-kernel-")
+                self.transport = "ipc"
+                self.ip = os.path.join(self._socket_dir, "k")
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if self._socket_dir is not None and not restart:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+                self._socket_dir = None
+
+        cleanup_resources = _async_cleanup_resources
 
         async def _async_start_kernel(self, **kw: Any) -> None:
             kw["env"] = {**os.environ, **(kw.get("env") or {}), MODE_VARIABLE: REPORT_MODE}

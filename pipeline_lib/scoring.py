@@ -15,7 +15,7 @@ frequency baseline CRMs ship. The best by AUC is calibrated and refitted on ever
 With too few closed deals the model falls back to shrunken stage x product win rates.
 
 At scale: the history is arranged once per Dataset for point-in-time look-ups (memoised);
-beyond 50,000 examples a seeded sample, stratified by cut date and outcome, is learned
+beyond 40,000 examples a seeded sample, stratified by cut date and outcome, is learned
 from (``max_examples``); the candidate fits and the calibrations run in parallel (threads,
 or a Dask cluster: :mod:`pipeline_lib.parallel`), and so do the predictions of large
 batches. None of it changes a result.
@@ -1072,7 +1072,7 @@ def fit_win_model(
     min_per_class: int = 25,
     strength: float = 20.0,
     seed: int = 0,
-    max_examples: int | None = 50_000,
+    max_examples: int | None = 40_000,
     n_jobs: int = -1,
 ) -> WinModel:
     """Learn win probabilities from the deals closed on or before ``as_of``.
@@ -1082,8 +1082,9 @@ def fit_win_model(
        Beyond ``max_examples`` a seeded random sample of them is learned from, in which
        every (cut date, outcome) stratum keeps the same share (said in ``notes``): more
        examples of the same deals add little to the model but cost time in proportion.
-       The default keeps every example of up to about 15,000 closed deals (the 5,000
-       deals of the demo data give about 16,000 examples; 1,000,000 give 3.2 million).
+       The default keeps every example of up to about 12,000 closed deals (the 5,000
+       deals of the demo data give about 16,000 examples, 10,000 about 32,000; 1,000,000
+       give 3.2 million).
     2. Time-based split: training deals closed on or before the split date (chosen so
        that about ``test_share`` of the closed deals close after it); test examples are
        cut after it. Examples in between are left out so the test never leaks.
@@ -1112,7 +1113,7 @@ def fit_win_model(
         Shrinkage of the fallback rates.
     seed : int, default 0
         Seed of the gradient boosting, the calibration folds and the sample.
-    max_examples : int or None, default 50,000
+    max_examples : int or None, default 40,000
         Most training examples learned from (None: all).
     n_jobs : int, default -1
         Parallel workers for the candidate fits and the calibrations (-1: all cores; 1:
@@ -1377,6 +1378,7 @@ def score_open_deals(
     as_of,
     model: WinModel | None = None,
     top_factors: int = 3,
+    max_factor_deals: int | None = 20_000,
     n_jobs: int = -1,
     **fit_options,
 ) -> pd.DataFrame:
@@ -1385,6 +1387,9 @@ def score_open_deals(
     A factor is the change in the deal's win probability (in percentage points) when
     that feature is replaced by its typical value (most frequent category, median
     number) and everything else is kept: positive factors raise the deal's chance.
+    Factors cost one prediction per deal and feature: they are worked out for the
+    ``max_factor_deals`` deals of most expected value (all deals of most CRMs; a
+    million-deal history has about 45,000 open ones), and are missing for the others.
 
     Parameters
     ----------
@@ -1394,6 +1399,8 @@ def score_open_deals(
         A model from :func:`fit_win_model` with the same ``as_of``; fitted when omitted
         (``fit_options`` are passed on).
     top_factors : int, default 3
+    max_factor_deals : int or None, default 20,000
+        Deals (most expected value first) whose factors are worked out; None: all.
     n_jobs : int, default -1
         Threads for the predictions (-1: all cores), also passed on when fitting.
 
@@ -1402,12 +1409,15 @@ def score_open_deals(
     DataFrame
         One row per open deal, most expected value first: ``opportunity_id, name,
         product, stage, owner, team`` (those present), ``amount, close_date`` (expected),
-        ``win_probability, expected_value`` (amount x win_probability), ``factors``.
+        ``win_probability, expected_value`` (amount x win_probability), ``factors``
+        (missing beyond ``max_factor_deals``). ``attrs["factors_for"]``: how many deals
+        have their factors worked out.
 
     Raises
     ------
     ValueError
-        When ``model`` was fitted for another ``as_of``.
+        When ``model`` was fitted for another ``as_of``, or ``max_factor_deals`` is not
+        a positive integer.
     InsufficientDataError
         When no deal is open on ``as_of`` or none has closed before it.
 
@@ -1416,6 +1426,14 @@ def score_open_deals(
     >>> score_open_deals(ds, as_of="2025-12-31").head()  # doctest: +SKIP
     """
     ts = to_timestamp(as_of)
+    if max_factor_deals is not None and (
+        isinstance(max_factor_deals, bool)
+        or not isinstance(max_factor_deals, int | np.integer)
+        or max_factor_deals < 1
+    ):
+        raise ValueError(
+            f"max_factor_deals={max_factor_deals!r} must be a positive integer or None"
+        )
     if model is None:
         model = fit_win_model(ds, as_of=ts, n_jobs=n_jobs, **fit_options)
     elif model.as_of != ts:
@@ -1435,7 +1453,15 @@ def score_open_deals(
     out["close_date"] = opps["close_date"].to_numpy()
     out["win_probability"] = p
     out["expected_value"] = out["amount"] * out["win_probability"]
-    out["factors"] = _factors(model, feats, p, top_factors, n_jobs)
-    return out.sort_values(
+    order = out.sort_values(
         ["expected_value", "opportunity_id"], ascending=[False, True], na_position="last"
-    ).reset_index(drop=True)
+    ).index.to_numpy()
+    out = out.loc[order].reset_index(drop=True)
+    top = order if max_factor_deals is None else order[:max_factor_deals]
+    factors = np.full(len(out), np.nan, dtype=object)  # each deal's factors are its own:
+    factors[: len(top)] = _factors(  # worked out for the first deals only, in their order
+        model, feats.iloc[top].reset_index(drop=True), p[top], top_factors, n_jobs
+    )
+    out["factors"] = factors
+    out.attrs["factors_for"] = len(top)
+    return out

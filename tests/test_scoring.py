@@ -425,3 +425,12 @@ def test_threads_change_nothing(ds, monkeypatch):
     one = scoring.score_open_deals(ds, as_of=AS_OF, model=serial, n_jobs=1)
     two = scoring.score_open_deals(ds, as_of=AS_OF, model=threaded, n_jobs=2)
     assert_frame_equal(one, two)
+    assert one.attrs["factors_for"] == len(one) and one["factors"].notna().all()
+    # factors for the deals of most expected value only: the same ones, the rest missing
+    few = scoring.score_open_deals(ds, as_of=AS_OF, model=serial, max_factor_deals=5)
+    assert few.attrs["factors_for"] == 5
+    assert_frame_equal(few.drop(columns="factors"), one.drop(columns="factors"))
+    assert few["factors"].iloc[:5].tolist() == one["factors"].iloc[:5].tolist()
+    assert few["factors"].iloc[5:].isna().all()
+    with pytest.raises(ValueError, match="max_factor_deals"):
+        scoring.score_open_deals(ds, as_of=AS_OF, model=serial, max_factor_deals=0)
