@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -391,6 +392,27 @@ def test_kernels_run_in_report_mode(tmp_path):
     assert result.ok
     assert "mode=report" in result.results[0].executed.read_text(encoding="utf-8")
     assert "PIPELINE_WORKBENCH_MODE" not in os.environ  # the runner's own env is untouched
+
+
+def test_kernels_use_unix_sockets_of_their_own_and_remove_them(tmp_path):
+    # TCP ports are picked free and bound later by the kernel, so a kernel started at the
+    # same moment elsewhere could take one ("Address already in use", a kernel dead
+    # before its first cell); each report kernel gets its own folder of Unix sockets
+    nb = write_notebook(
+        tmp_path / "ipc.ipynb",
+        "x: int = 1",
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "app = IPKernelApp.instance()\n"
+        'print(f"transport={app.transport} ip={app.ip}")',
+    )
+    params = write_yaml(tmp_path / "p.yaml", {"x": 1})
+    result = run_reports(params, notebooks=[nb], reports_dir=tmp_path / "r", progress=False)
+    assert result.ok
+    seen = re.findall(r"transport=(\w+) ip=([^\s\\\"]+)", result.results[0].executed.read_text())
+    assert seen and seen[0][0] == "ipc"
+    socket_dir = Path(seen[0][1]).parent
+    assert socket_dir.name.startswith("pw-kernel-")
+    assert not socket_dir.exists()  # removed with the kernel
 
 
 def test_timeouts_stop_the_notebook_and_mark_it(tmp_path, monkeypatch):
