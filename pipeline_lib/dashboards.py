@@ -8,6 +8,9 @@ localhost, sources stripped, template and theme overrides refused, extensions th
 the internet left out, and the limits below. The pages fetch nothing from the internet:
 the Font Awesome stylesheet Voila's template links from a CDN (its own bundle carries
 the same) is dropped, so an offline server does not wait for it before showing widgets.
+Kernels talk to the server over Unix sockets (``KernelManager.transport``: ``ipc``), not
+TCP ports of localhost that another process starting a kernel at the same moment could
+take.
 
 Every open dashboard page holds one kernel (a Python process with the data loaded:
 0.25-0.45 GB each on the default demo data, measured as PSS; it grows with the data).
