@@ -15,11 +15,11 @@ follows the definitions in the docstrings of our functions, so the counts must a
 Aggregates
 ----------
 ``win_rate_by_product``
-    ours: ``product_potential.compute_scorecard(group_by="product")`` (the notebook's
-    scorecard; it also computes discounts, cycle, pipeline and its weights, so the ratio
-    is an upper bound for the win rate alone). SQL: deals won/lost with a close date in
-    the 365 days up to ``as_of``, per product: won, lost, win rate with its Wilson
-    interval, won revenue, mean and median won deal.
+    ours: ``product_potential.compute_win_rates(by="product")``: the scorecard's
+    win-rate columns, computed by the same code as ``compute_scorecard`` (which adds
+    created and open counts, discounts, cycle times and the weighted pipeline). SQL:
+    deals won/lost with a close date in the 365 days up to ``as_of``, per product: won,
+    lost, win rate with its Wilson interval, won revenue, mean and median won deal.
 ``funnel_by_source``
     ours: ``lead_yield.compute_funnel(by="source")``. SQL: per lead source, leads that
     reached each step (lead, MQL, SQL, opportunity, won) or a later one.

@@ -524,7 +524,7 @@ def _reference(ctx: Context, aggregate: str, engine: str):
             from pipeline_lib import product_potential as pp
 
             def step(r):
-                return pp.compute_scorecard(ds, as_of=ts, group_by="product", period_days=365)
+                return pp.compute_win_rates(ds, as_of=ts, by="product", period_days=365)
         elif aggregate == "funnel_by_source":
             from pipeline_lib import lead_yield as ly
 

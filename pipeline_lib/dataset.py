@@ -231,7 +231,12 @@ class Dataset:
           of allowed values; ``None`` means no filter on that column).
         - The stage history keeps the remaining deals' rows.
         - Leads are filtered by their own ``created_date`` range and by those ``equals``
-          columns they have (e.g. ``source``); other tables are kept whole.
+          columns they have (e.g. ``source``); lead spend (``lead_costs``) likewise by
+          the first day of its ``period`` and those columns it has. A filter on a column
+          the spend lacks (e.g. ``team``) cannot split it: the spend is kept, its
+          ``attrs["not_split_by"]`` names those columns and a note says so (the lead
+          analyses then leave out the cost figures that would need the split). Other
+          tables are kept whole.
 
         Parameters
         ----------
@@ -306,13 +311,37 @@ class Dataset:
         if leads is not None:
             kept_leads = _keep(leads, "created_date").to_numpy()
             tables["leads"] = _rows(leads, kept_leads).reset_index(drop=True)
+        cost_note = None
+        costs = self.table("lead_costs")
+        if costs is not None:
+            kept = _rows(costs, _keep(costs, "period").to_numpy()).reset_index(drop=True)
+            unsplit = [c for c in active if c not in costs.columns]
+            if unsplit:  # spend has no such column: it cannot be split by this filter
+                before = tuple(costs.attrs.get("not_split_by", ()))
+                kept.attrs = {
+                    **costs.attrs,
+                    "not_split_by": (*before, *(c for c in unsplit if c not in before)),
+                }
+                by_lead = leads is not None and any(c in leads.columns for c in unsplit)
+                cost_note = (
+                    f"Lead spend is not recorded per {', '.join(unsplit)}, so it cannot be "
+                    "split by that filter: "
+                    + (
+                        "lead cost figures are left out."
+                        if by_lead
+                        else "cost per lead is that of all leads; cost per opportunity, "
+                        "per win and return on spend are left out."
+                    )
+                )
+            tables["lead_costs"] = kept
         parts = [f"{k} = {v}" for k, v in active.items()]
         if lo is not None or hi is not None:
             span = f"{lo.date() if lo is not None else '…'} to "
             span += f"{(hi - pd.Timedelta(days=1)).date() if hi is not None else '…'}"
             parts.insert(0, f"{date_column} {span}")
         note = f"Filtered to {'; '.join(parts)}: {len(opps):,} opportunities."
-        return replace(self, tables=tables, notes=(*self.notes, note))
+        notes = (*self.notes, note, *([cost_note] if cost_note else []))
+        return replace(self, tables=tables, notes=notes)
 
 
 def _rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import schema
+from ._arrowtools import index_in
 from .dataset import Dataset, to_timestamp
 from .errors import InsufficientDataError
 from .memo import memoized
@@ -142,28 +141,6 @@ def _links(dataset: Dataset, as_of) -> _Links:
     return _link(ds, ts, _require_leads(ds))
 
 
-def _arrow(values) -> pa.Array | None:
-    """The Arrow array behind an Arrow-backed text Series or Index, else None."""
-    dtype = values.dtype
-    if isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) == "pyarrow":
-        arr = pa.array(values.array)
-        return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
-    return None
-
-
-def _index_in(values: pd.Series, uniques: pd.Index) -> np.ndarray:
-    """Position of each of ``values`` in ``uniques`` (distinct, not missing); -1 where absent.
-
-    Arrow's hash kernel when both are Arrow-backed text (pandas' lookup converts millions
-    of ids to Python strings first), else :meth:`pandas.Index.get_indexer`.
-    """
-    a, b = _arrow(values), _arrow(uniques)
-    if a is not None and b is not None:
-        pos = pc.index_in(a, value_set=b.cast(a.type))
-        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
-    return pd.Index(uniques).get_indexer(values)
-
-
 def _link(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Links:
     """Match deals to leads and find the funnel steps each lead reached.
 
@@ -181,7 +158,7 @@ def _link(ds: Dataset, ts: pd.Timestamp, leads: pd.DataFrame) -> _Links:
     has_link = opps["lead_id"].notna().to_numpy()
     linked = opps.loc[has_link, ["lead_id", "status", "created_date", "close_date", "amount"]]
     okey, ouniq = pd.factorize(linked["lead_id"])  # deal -> distinct linked lead id
-    lkey = _index_in(leads["lead_id"], ouniq)  # lead -> distinct linked lead id, or -1
+    lkey = index_in(leads["lead_id"], ouniq)  # lead -> distinct linked lead id, or -1
     has_opp = lkey >= 0
     in_leads = np.zeros(len(ouniq), dtype=bool)
     in_leads[lkey[has_opp]] = True
@@ -968,10 +945,27 @@ def compute_conversion_at_age(
 # --------------------------------------------------------------------------- inverse funnel
 
 
-def _lead_costs_by_group(ds: Dataset, by: str, start, end) -> pd.Series:
-    """Spend per group in (start, end] (periods by their first day); empty without costs."""
+def _unsplit_costs(ds: Dataset) -> tuple[list[str], list[str]]:
+    """Filter columns the lead spend could not be split by (see ``Dataset.filter``).
+
+    Returns those the leads were filtered by (the spend of the kept leads is unknown)
+    and those that filtered only the deals (the spend is that of all leads, so cost per
+    lead holds but cost per deal or win does not).
+    """
     costs = ds.table("lead_costs")
-    if costs is None or by != "source" or costs.empty:
+    cols = list(costs.attrs.get("not_split_by", ())) if costs is not None else []
+    leads = ds.leads
+    by_lead = [c for c in cols if leads is not None and c in leads.columns]
+    return by_lead, [c for c in cols if c not in by_lead]
+
+
+def _lead_costs_by_group(ds: Dataset, by: str, start, end) -> pd.Series:
+    """Spend per group in (start, end] (periods by their first day); empty without costs.
+
+    Empty too when the leads were filtered by a column the spend does not have.
+    """
+    costs = ds.table("lead_costs")
+    if costs is None or by != "source" or costs.empty or _unsplit_costs(ds)[0]:
         return pd.Series(dtype="float64")
     sel = costs[(costs["period"] > start) & (costs["period"] <= end)]
     return sel.groupby(sel["source"].astype("str").fillna(_MISSING))["cost"].sum()
@@ -1380,6 +1374,12 @@ def compute_cost_return(
       Wilson interval of the win rate (``cost_per_lead / win_high`` to ``/ win_low``);
     - **revenue per cost** = revenue of the won deals of those leads / spend.
 
+    On a :meth:`~pipeline_lib.dataset.Dataset.filter`-ed dataset the spend follows the
+    source and date filters. A filter on a deal-only column (``team``, ``product``…)
+    cannot split the spend: cost and cost per lead are then those of all leads, and the
+    per-opportunity, per-win and return figures are missing (``attrs["notes"]`` says
+    why); a filter on another lead column makes the spend of the leads unknown.
+
     Parameters
     ----------
     dataset : Dataset
@@ -1394,12 +1394,14 @@ def compute_cost_return(
         ``source, period, cost, leads, opportunities, wins, revenue, cost_per_lead,
         cost_per_opportunity, cost_per_win, cpw_low, cpw_high, revenue_per_cost``;
         ``period`` is the period start (missing when ``freq`` is None); an ``"All"``
-        source row per period sums the sources.
+        source row per period sums the sources. ``attrs["notes"]`` says which cost
+        figures a filter left out.
 
     Raises
     ------
     InsufficientDataError
-        No leads table, or no ``lead_costs`` table.
+        No leads table, no ``lead_costs`` table, or leads filtered by a column the
+        spend is not recorded by.
 
     Examples
     --------
@@ -1419,6 +1421,14 @@ def compute_cost_return(
         raise InsufficientDataError(
             f"No lead spend is recorded on or before {ts.date()}, so cost per lead, per win "
             "and return on spend cannot be computed; choose a later as_of."
+        )
+    by_lead, by_deal = _unsplit_costs(ds)
+    if by_lead:
+        raise InsufficientDataError(
+            f"The leads are filtered by {', '.join(by_lead)} but lead spend is recorded per "
+            "source and period only, so the spend of the selected leads is unknown and cost "
+            f"per lead, per win and return on spend cannot be computed; remove the "
+            f"{', '.join(by_lead)} filter (or add that column to the lead_costs table)."
         )
     frame = built.frame
     dated = frame["created_date"].notna().to_numpy()
@@ -1477,12 +1487,23 @@ def compute_cost_return(
             cpw_high=cpl / pd.Series(low, index=out.index).where(lambda s: s > 0),
             revenue_per_cost=out["revenue"] / cost.where(cost > 0),
         )
+    notes: tuple[str, ...] = ()
+    if by_deal:  # all leads' spend against the selected deals only: no per-deal cost
+        per_deal = ["cost_per_opportunity", "cost_per_win", "cpw_low", "cpw_high"]
+        out[[*per_deal, "revenue_per_cost"]] = np.nan
+        notes = (
+            f"The deals are filtered by {', '.join(by_deal)}, which lead spend is not "
+            "recorded by: spend and cost per lead are those of all leads; cost per "
+            "opportunity, per win and return on spend are left out.",
+        )
     out["_all"] = out["source"] == ALL
     out = out.sort_values(["period", "_all", "source"], kind="stable", na_position="first")
     cols = ["source", "period", "cost", "leads", "opportunities", "wins", "revenue"]
     cols += ["cost_per_lead", "cost_per_opportunity", "cost_per_win", "cpw_low", "cpw_high"]
     cols += ["revenue_per_cost"]
-    return out[cols].reset_index(drop=True).astype({"source": "str"})
+    out = out[cols].reset_index(drop=True).astype({"source": "str"})
+    out.attrs["notes"] = notes
+    return out
 
 
 # --------------------------------------------------------------------------- open leads
@@ -1660,7 +1681,7 @@ def compute_open_lead_summary(open_leads: pd.DataFrame, *, confidence: float = 0
     var = (open_leads["p_win"] * (1 - open_leads["p_win"])).to_numpy()
     p_convert = open_leads["p_convert"].to_numpy()
     states = ["fresh", "ageing", "stale", "expired"]
-    state = _index_in(open_leads["state"], pd.Index(states))
+    state = index_in(open_leads["state"], pd.Index(states))
 
     def summarise(rows) -> dict:
         in_rows = state[rows]

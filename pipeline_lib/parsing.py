@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._arrowtools import isin as _isin  # noqa: F401  (dataset and sources use it)
+
 __all__ = [
     "ParseResult",
     "clean_text",
@@ -254,38 +256,6 @@ def _has_duplicates(values: pd.Series, *, missing: bool = True) -> bool:
     if missing:
         return bool(values.duplicated().any())
     return bool((values.duplicated() & values.notna()).any())
-
-
-def _isin(values: pd.Series, allowed) -> np.ndarray:
-    """``values.isin(allowed)`` as a bool array, fast for text against many values.
-
-    pandas' ``isin`` on the arrow ``str`` dtype turns every allowed value into a Python
-    object first (seconds for a million ids); here two arrow text columns are compared
-    in arrow, hashing the smaller side. Missing matches missing when ``allowed`` holds
-    one, as in pandas.
-    """
-    if (
-        isinstance(allowed, pd.Series | pd.Index)
-        and _is_arrow_text(values)
-        and _is_arrow_text(allowed)
-    ):
-        arr = pa.array(values.array)
-        value_set = pa.array(allowed.array)
-        if value_set.type != arr.type:
-            value_set = value_set.cast(arr.type)
-        if len(value_set) <= 2 * len(arr):
-            return np.asarray(pc.is_in(arr, value_set=value_set), dtype=bool)
-        # many more allowed values (ids of a big table): hash the distinct values instead
-        if isinstance(arr, pa.ChunkedArray):
-            arr = arr.combine_chunks()
-        encoded = pc.dictionary_encode(arr)
-        n = len(encoded.dictionary)
-        seen = pc.index_in(value_set, value_set=encoded.dictionary).fill_null(n)
-        hit = np.zeros(n + 1, dtype=bool)
-        hit[np.asarray(seen)] = True
-        hit[n] = value_set.null_count > 0  # slot n: missing values
-        return hit[np.asarray(encoded.indices.fill_null(n))]
-    return values.isin(allowed).to_numpy(dtype=bool)
 
 
 def normalize_key(value: str) -> str:

@@ -236,3 +236,48 @@ def test_filter_keeps_the_history_of_the_deals_kept(repeat_an_id):
     for as_of in ("2025-02-15", "2025-12-31"):
         assert_frame_equal(f.snapshot(as_of).opportunities, fresh.snapshot(as_of).opportunities)
         assert_frame_equal(f.snapshot(as_of).opportunities, _expected_opportunities(fresh, as_of))
+
+
+def test_filter_splits_lead_spend_by_the_columns_it_has():
+    # spend: Web Jan 100, Web Apr 50, Event Jan 40; the deals have source and team
+    costs = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2025-01-01", "2025-04-01", "2025-01-01"]),
+            "source": pd.Series(["Web", "Web", "Event"], dtype="str"),
+            "cost": [100.0, 50.0, 40.0],
+        }
+    )
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": pd.Series(["O1", "O2"], dtype="str"),
+            "stage": pd.Series(["Won", "Lost"], dtype="str"),
+            "status": pd.Series(["won", "lost"], dtype="str"),
+            "created_date": pd.to_datetime(["2025-01-10", "2025-04-10"]),
+            "close_date": pd.to_datetime(["2025-02-01", "2025-05-01"]),
+            "amount": [1.0, 2.0],
+            "source": pd.Series(["Web", "Event"], dtype="str"),
+            "team": pd.Series(["EMEA", "US"], dtype="str"),
+        }
+    )
+    empty = pd.DataFrame()
+    stages = StageConfig(open=("Open",), won=("Won",), lost=("Lost",), aliases={})
+    ds = Dataset(
+        tables={"opportunities": opps, "lead_costs": costs},
+        rejects=empty,
+        warnings=empty,
+        counts=empty,
+        stages=stages,
+    )
+    web = ds.filter(source="Web").table("lead_costs")
+    assert web["cost"].tolist() == [100.0, 50.0] and "not_split_by" not in web.attrs
+    q1 = ds.filter(start="2025-01-01", end="2025-03-31").table("lead_costs")
+    assert q1["cost"].tolist() == [100.0, 40.0]  # periods by their first day
+    # no team column in the spend: kept whole, marked and said
+    emea = ds.filter(source=["Web", "Event"], team="EMEA")
+    assert emea.table("lead_costs")["cost"].sum() == 190.0
+    assert emea.table("lead_costs").attrs["not_split_by"] == ("team",)
+    assert any("not recorded per team" in n for n in emea.notes)
+    # the mark survives a further filter and a snapshot
+    again = emea.filter(source="Web").snapshot("2025-02-28").table("lead_costs")
+    assert again["cost"].tolist() == [100.0] and again.attrs["not_split_by"] == ("team",)
+    assert costs["cost"].tolist() == [100.0, 50.0, 40.0] and costs.attrs == {}  # untouched

@@ -368,6 +368,90 @@ def test_cost_return_by_source(plan_ds):
     assert q["period"].unique().tolist() == [D("2024-01-01")]
 
 
+# Spend under filters. Leads: A0-A2 and B0-B1 created 2024-01-01, A3 2024-04-02.
+# Spend: A 100 (2024-01-01) + 50 (2024-04-01), B 40 (2024-01-01).
+# Deals (created 2024-01-02): A0 won 1000 East, A1 won 500 West, B0 won 2000 East.
+#   whole:            A 150 / 4 leads = 37.5 per lead, / 2 wins = 75; B 40 / 2 = 20, / 1 = 40
+#   source = B:       only B: All = 40 spend, 2 leads, 1 win (was 190 / 2 leads before)
+#   created to 03-31: A3 and the April spend out: A 100 / 3 leads, / 2 wins = 50
+#   team = East:      leads and spend whole (no team): A 150 / 4 leads = 37.5 per lead,
+#                     but only 1 win in East, so no per-win cost or return
+
+
+@pytest.fixture
+def spend_ds():
+    leads = _leads(
+        [(f"A{i}", "A", "2024-01-01") for i in range(3)]
+        + [("A3", "A", "2024-04-02"), ("B0", "B", "2024-01-01"), ("B1", "B", "2024-01-01")],
+        milestones=(),
+    )
+    deals = [("A0", 1000.0, "East"), ("A1", 500.0, "West"), ("B0", 2000.0, "East")]
+    opps = _opps([(f"O{k}", k, "won", "2024-01-02", "2024-03-01", a) for k, a, _ in deals])
+    opps["source"] = pd.Series([k[0] for k, _, _ in deals], dtype="str")
+    opps["team"] = pd.Series([t for _, _, t in deals], dtype="str")
+    costs = pd.DataFrame(
+        {
+            "period": pd.to_datetime(["2024-01-01", "2024-04-01", "2024-01-01"]),
+            "source": pd.Series(["A", "A", "B"], dtype="str"),
+            "cost": [100.0, 50.0, 40.0],
+        }
+    )
+    return _ds(leads, opps, costs=costs, milestones=())
+
+
+def _cost(ds):
+    return lead_yield.compute_cost_return(ds, as_of=AS_OF, freq=None).set_index("source")
+
+
+def test_cost_return_follows_source_and_date_filters(spend_ds):
+    whole = _cost(spend_ds)
+    assert whole.loc["A", "cost_per_lead"] == 37.5 and whole.loc["A", "cost_per_win"] == 75
+    assert whole.loc["B", "cost_per_win"] == 40 and whole.loc["All", "cost"] == 190
+    b = _cost(spend_ds.filter(source="B"))
+    assert b.index.tolist() == ["B", "All"]
+    assert b.loc["All", ["cost", "leads", "wins"]].tolist() == [40, 2, 1]
+    assert b.loc["All", "cost_per_lead"] == 20 and b.loc["All", "cost_per_win"] == 40
+    assert b.attrs["notes"] == ()
+    early = _cost(spend_ds.filter(end="2024-03-31"))
+    assert early.loc["A", ["cost", "leads", "wins"]].tolist() == [100, 3, 2]
+    assert early.loc["A", "cost_per_win"] == 50 and early.loc["All", "cost"] == 140
+    # the inverse funnel's "All" cost per lead: B's spend over B's leads
+    req = _plan(spend_ds.filter(source="B"), target_wins=1).set_index("group")
+    assert req.loc["All", "cost_per_lead"] == 20
+
+
+def test_cost_return_under_a_deal_only_filter_keeps_cost_per_lead_only(spend_ds):
+    east = spend_ds.filter(team="East")
+    c = _cost(east)
+    assert c.loc["A", ["cost", "leads", "opportunities", "wins"]].tolist() == [150, 4, 1, 1]
+    assert c.loc["A", "cost_per_lead"] == 37.5 and c.loc["All", "cost_per_lead"] == 190 / 6
+    per_deal = ["cost_per_opportunity", "cost_per_win", "cpw_low", "cpw_high"]
+    assert c[[*per_deal, "revenue_per_cost"]].isna().all().all()
+    assert "team" in c.attrs["notes"][0] and "left out" in c.attrs["notes"][0]
+    assert any("not recorded per team" in n for n in east.notes)
+    # the inverse funnel still prices leads: all leads' spend per lead
+    req = _plan(east, target_wins=1).set_index("group")
+    assert req.attrs["has_costs"] is True and req.loc["A", "cost_per_lead"] == 37.5
+    items = views.cost_return(east, as_of=D(AS_OF))  # says why there is no per-win figure
+    text = items[0]
+    assert "(32 USD per lead)" in text and "this selection won 2 deals and 3,000 USD" in text
+    assert "filtered by team" in text and "per win" in text and "– USD" not in text
+    assert not any(isinstance(i, plt.Figure) for i in items)  # no empty cost-per-win chart
+
+
+def test_cost_return_when_leads_are_filtered_by_a_column_spend_lacks(spend_ds):
+    # a custom 'campaign' column on deals and leads: the leads are split, the spend is not
+    leads = spend_ds.leads.assign(campaign=["X", "Y", "X", "X", "Y", "X"])
+    opps = spend_ds.opportunities.assign(campaign=["X", "Y", "Y"])
+    ds = _ds(leads, opps, costs=spend_ds.table("lead_costs"), milestones=())
+    x = ds.filter(campaign="X")
+    assert x.table("lead_costs").attrs["not_split_by"] == ("campaign",)
+    with pytest.raises(InsufficientDataError, match="campaign"):
+        lead_yield.compute_cost_return(x, as_of=AS_OF)
+    req = _plan(x, target_wins=1)
+    assert req.attrs["has_costs"] is False and req["cost_per_lead"].isna().all()
+
+
 # --------------------------------------------------------------------------- open leads
 # Source A as of 2025-12-31: three leads converted after 10, 20 and 30 days (deals won, lost,
 # open) and four open leads aged 5, 25, 100 and 400 days. Usual time: median 20, 90 % quantile

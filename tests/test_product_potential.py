@@ -164,6 +164,38 @@ def test_scorecard_total_row_and_groupings(score_ds):
     assert "family" in pp.group_columns(score_ds) and "region" in pp.group_columns(score_ds)
 
 
+def test_win_rates_are_the_scorecards_columns(score_ds):
+    # period (2025-09-22, 2025-12-31]: A1, A2 won (90, 80), A3 lost; B1 won (60), B2 lost
+    rates = pp.compute_win_rates(score_ds, as_of=AS_OF, period_days=100)
+    assert rates["product"].tolist() == ["A", "B"]  # by won revenue
+    assert rates[["won", "lost"]].to_numpy().tolist() == [[2, 1], [1, 1]]
+    np.testing.assert_allclose(rates["win_rate"], [2 / 3, 0.5])
+    lo, hi = wilson_interval(np.array([2, 1]), np.array([3, 2]))
+    np.testing.assert_allclose(rates["win_rate_low"], lo)
+    np.testing.assert_allclose(rates["win_rate_high"], hi)
+    assert rates["won_revenue"].tolist() == [170.0, 60.0]
+    assert rates["avg_won_deal"].tolist() == [85.0, 60.0]
+    assert rates["median_won_deal"].tolist() == [85.0, 60.0]
+    assert rates.attrs["period"] == (D("2025-09-22"), D(AS_OF))
+    card = pp.compute_scorecard(score_ds, as_of=AS_OF, period_days=100)
+    cols = ["product", "won", "lost", "win_rate", "win_rate_low", "win_rate_high"]
+    cols += ["won_revenue", "avg_won_deal", "median_won_deal"]
+    pd.testing.assert_frame_equal(rates[cols], card[cols])
+    # grouped by a column of the accounts table; a group without a closed deal has no row
+    reg = pp.compute_win_rates(score_ds, as_of=AS_OF, period_days=100, by="region")
+    assert reg.set_index("region")[["won", "lost"]].to_dict("index") == {
+        "North": {"won": 2, "lost": 0},
+        "South": {"won": 1, "lost": 2},
+    }
+    # only the previous period's A5 (won) and A6 (lost) close in (2025-07-31, 2025-08-10]
+    early = pp.compute_win_rates(score_ds, as_of="2025-08-10", period_days=10)
+    assert early[["product", "won", "lost"]].to_numpy().tolist() == [["A", 1, 1]]
+    with pytest.raises(ValueError, match="period_days"):
+        pp.compute_win_rates(score_ds, as_of=AS_OF, period_days=0)
+    with pytest.raises(ValueError, match="by='colour'.*product"):
+        pp.compute_win_rates(score_ds, as_of=AS_OF, by="colour")
+
+
 def test_scorecard_does_not_mutate(score_ds):
     before = score_ds.opportunities.copy()
     pp.compute_scorecard(score_ds, as_of=AS_OF, period_days=100, total=True)
@@ -577,6 +609,30 @@ def test_results_do_not_depend_on_how_text_is_stored(score_ds, aff_ds):
     ]
     for ds, call in calls:
         pd.testing.assert_frame_equal(call(_object_text(ds)), call(ds), check_dtype=False)
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", object])
+def test_arrow_lookups_agree_with_pandas(dtype):
+    from pipeline_lib._arrowtools import index_in, isin
+
+    values = pd.Series(["b", None, "a", "x", "b"], dtype=dtype)
+    uniques = pd.Index(["a", "b", "c"], dtype=dtype)
+    assert index_in(values, uniques).tolist() == [1, -1, 0, -1, 1]
+    assert index_in(values, pd.Index(["b", "a", "b"], dtype=dtype)).tolist() == [0, -1, 1, -1, 0]
+    assert isin(values, pd.Series(["b", "c"], dtype=dtype)).tolist() == [1, 0, 0, 0, 1]
+    assert isin(values, ["a"]).tolist() == [0, 0, 1, 0, 0]
+    # missing is a member only where the allowed values hold a missing one
+    assert isin(values, pd.Series(["a", None], dtype=dtype)).tolist() == [0, 1, 1, 0, 0]
+    # many more allowed values than rows (ids of a big table): the same answers
+    many = pd.Series([f"id{i}" for i in range(20)] + ["x"], dtype=dtype)
+    assert isin(values, many).tolist() == [0, 0, 0, 1, 0]
+    assert isin(values, pd.concat([many, pd.Series([None], dtype=dtype)])).tolist() == [
+        0,
+        1,
+        0,
+        1,
+        0,
+    ]
 
 
 def test_best_rule_per_set_of_products_matches_every_cell():

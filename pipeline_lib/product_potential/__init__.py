@@ -54,7 +54,7 @@ from .narrative import (
     describe_sensitivity,
     describe_white_space,
 )
-from .scorecard import NONE_LABEL, compute_scorecard, group_columns
+from .scorecard import NONE_LABEL, compute_scorecard, compute_win_rates, group_columns
 from .sensitivity import LEVERS, compute_sensitivity
 from .weights import WEIGHTS, compute_stage_win_rates, compute_weighted_pipeline
 
@@ -67,6 +67,7 @@ __all__ = [
     "compute_deal_discounts",
     "compute_stage_win_rates",
     "compute_weighted_pipeline",
+    "compute_win_rates",
     "compute_scorecard",
     "compute_discount_effect",
     "compute_band_win_rates",

@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from .. import schema
+from .._arrowtools import isin
 from ..dataset import Dataset, to_timestamp
 from ..errors import InsufficientDataError
 
@@ -67,46 +66,6 @@ def _window(dates: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> pd.Seri
     return (dates > start) & (dates <= end)
 
 
-def _arrow(values) -> pa.Array | None:
-    """The Arrow array behind an Arrow-backed text Series or Index, else None."""
-    dtype = values.dtype
-    if isinstance(dtype, pd.ArrowDtype) or getattr(dtype, "storage", None) == "pyarrow":
-        arr = pa.array(values.array)
-        return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
-    return None
-
-
-def _isin(series: pd.Series, values) -> pd.Series:
-    """``series.isin(values)``: Arrow's hash kernel on Arrow-backed text, else a hash index.
-
-    (pandas' own ``isin`` turns ``values`` into a Python list first, which is slow for a
-    column of ids.)
-    """
-    if not isinstance(values, pd.Series | pd.Index):
-        values = pd.Index(pd.unique(np.asarray(list(values), dtype=object)))
-    a, b = _arrow(series), _arrow(values)
-    if a is not None and b is not None:
-        found = pc.is_in(a, value_set=pc.unique(b).cast(a.type))
-        return pd.Series(found.to_numpy(zero_copy_only=False), index=series.index)
-    index = pd.Index(pd.unique(np.asarray(values, dtype=object)))
-    return pd.Series(index.get_indexer(series) >= 0, index=series.index)
-
-
-def _index_in(values: pd.Series, uniques: pd.Index | pd.Series) -> np.ndarray:
-    """Position of each of ``values`` in ``uniques`` (first one when repeated); -1 where
-    absent or missing. Arrow's hash kernel on Arrow-backed text."""
-    a, b = _arrow(values), _arrow(uniques)
-    if a is not None and b is not None:
-        pos = pc.index_in(a, value_set=b.cast(a.type))
-        return pos.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
-    index = pd.Index(uniques)
-    if index.is_unique:
-        return index.get_indexer(values)
-    first = ~index.duplicated()
-    pos = index[first].get_indexer(values)
-    return np.where(pos >= 0, np.flatnonzero(first)[pos], -1)
-
-
 def _take(values: np.ndarray, pos: np.ndarray, fill=np.nan) -> np.ndarray:
     """``values[pos]``, ``fill`` where ``pos`` is -1."""
     dtype = object if values.dtype == object else np.result_type(values.dtype, type(fill))
@@ -149,7 +108,7 @@ def _status(frame: pd.DataFrame, *statuses: str) -> np.ndarray:
 
 def _closed_within(frame: pd.DataFrame, ts: pd.Timestamp, history_days: int | None) -> pd.Series:
     """Deals won or lost, closed in the last ``history_days`` days up to ``ts`` when given."""
-    closed = _isin(frame["status"], _CLOSED)
+    closed = pd.Series(isin(frame["status"], _CLOSED), index=frame.index)
     if history_days is not None:
         _positive(history_days, "history_days")
         closed &= _window(frame["close_date"], ts - pd.Timedelta(days=history_days), ts)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from .._arrowtools import index_in
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..memo import memoized
@@ -19,7 +20,6 @@ from ..stats import wilson_interval
 from ._common import (
     _check_choice,
     _codes,
-    _index_in,
     _need_column,
     _non_negative,
     _positive,
@@ -438,7 +438,7 @@ def summarise_white_space(white_space: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("white_space must be the output of compute_white_space")
     ws = white_space
     product, products = _codes(ws["product"])
-    status = _index_in(ws["status"], pd.Index(list(_WS_STATUS)))
+    status = index_in(ws["status"], pd.Index(list(_WS_STATUS)))
     counted = (product >= 0) & ws["status"].notna().to_numpy()  # rows a crosstab counts
     present = np.bincount(product[counted], minlength=len(products)) > 0
     ok = (product >= 0) & (status >= 0)

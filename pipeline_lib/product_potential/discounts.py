@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats as _st
 
 from .. import schema
+from .._arrowtools import index_in
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..memo import memoized
@@ -21,7 +22,6 @@ from ._common import (
     _check_choice,
     _closed_within,
     _has_values,
-    _index_in,
     _need_column,
     _positive,
     _prepare,
@@ -86,7 +86,7 @@ def _deal_discounts(ds: Dataset) -> pd.DataFrame:
         )
     opps = ds.opportunities
     prices = products.dropna(subset=["product"]).drop_duplicates("product")
-    pos = _index_in(opps["product"], pd.Index(prices["product"]))
+    pos = index_in(opps["product"], pd.Index(prices["product"]))
     list_price = prices["list_price"].to_numpy(dtype="float64", na_value=np.nan)
     price = pd.Series(np.full(len(opps), np.nan), index=opps.index)
     price[pos >= 0] = list_price[pos[pos >= 0]]

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from .._arrowtools import index_in
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..stats import wilson_interval
@@ -18,7 +19,6 @@ from ._common import (
     _check_choice,
     _codes,
     _has_values,
-    _index_in,
     _per_group,
     _positive,
     _prepare,
@@ -28,7 +28,7 @@ from ._common import (
 from .discounts import _deal_discounts
 from .weights import WEIGHTS, _weighted_pipeline
 
-__all__ = ["NONE_LABEL", "group_columns", "compute_scorecard"]
+__all__ = ["NONE_LABEL", "group_columns", "compute_win_rates", "compute_scorecard"]
 
 #: Label of deals whose grouping value is missing.
 NONE_LABEL = "(none)"
@@ -68,10 +68,19 @@ def group_columns(data: Dataset) -> list[str]:
     return out
 
 
-def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
-    """The grouping value of every deal (``NONE_LABEL`` where missing)."""
+def _group_labels(
+    ds: Dataset,
+    opps: pd.DataFrame,
+    column: str,
+    rows: np.ndarray | None = None,
+    *,
+    param: str = "group_by",
+) -> pd.Series:
+    """The grouping value of every deal (``NONE_LABEL`` where missing), or of the deals
+    at positions ``rows`` only (the checks still look at every deal); errors name the
+    parameter ``param``."""
     if not isinstance(column, str) or not column:
-        raise ValueError(f"group_by={column!r} must be a column name")
+        raise ValueError(f"{param}={column!r} must be a column name")
     if column in opps:
         labels = opps[column]
         if labels.isna().all():
@@ -79,6 +88,8 @@ def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
                 f"the opportunities' '{column}' column is empty; group by another column "
                 f"({', '.join(group_columns(ds)) or 'none available'})"
             )
+        if rows is not None:
+            labels = labels.iloc[rows]
     else:
         labels = None
         for table, key in (("products", "product"), ("accounts", "account")):
@@ -90,9 +101,10 @@ def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
                         f"'{key}' column, which is missing or empty"
                     )
                 lookup = frame.dropna(subset=[key]).drop_duplicates(key)
-                pos = _index_in(opps[key], pd.Index(lookup[key]))
+                keys = opps[key] if rows is None else opps[key].iloc[rows]
+                pos = index_in(keys, pd.Index(lookup[key]))
                 values = lookup[column].array.take(pos, allow_fill=True)
-                labels = pd.Series(values, index=opps.index)
+                labels = pd.Series(values, index=keys.index)
                 break
         if labels is None:
             allowed = group_columns(ds)
@@ -104,7 +116,7 @@ def _group_labels(ds: Dataset, opps: pd.DataFrame, column: str) -> pd.Series:
                         f"config, or group by {', '.join(allowed) or 'another column'}"
                     )
             raise ValueError(
-                f"group_by={column!r} is not a column of the opportunities, products or "
+                f"{param}={column!r} is not a column of the opportunities, products or "
                 f"accounts tables; use one of {', '.join(allowed) or 'none available'}"
             )
     return labels.astype("str").fillna(NONE_LABEL).rename("_group")
@@ -135,14 +147,36 @@ def _closed_stats(
     return out
 
 
+def _closed_rows(opps: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp):
+    """Positions of the deals won or lost with ``start < close_date <= end``, and
+    whether each of them was won / lost. The dates are compared first (numpy), so the
+    text status is read only for the deals closing in the window."""
+    rows = np.flatnonzero(_window(opps["close_date"], start, end).to_numpy())
+    status = opps["status"].iloc[rows]
+    won = status.eq(schema.WON).to_numpy(dtype=bool, na_value=False)
+    lost = status.eq(schema.LOST).to_numpy(dtype=bool, na_value=False)
+    keep = won | lost
+    return rows[keep], won[keep], lost[keep]
+
+
+def _period_stats(opps: pd.DataFrame, start, end, labels_of) -> pd.DataFrame:
+    """:func:`_closed_stats` of the deals closed (won/lost) in ``(start, end]``, grouped
+    by ``labels_of(rows)`` (their labels); indexed by label, groups with such deals."""
+    rows, won, lost = _closed_rows(opps, start, end)
+    amount = opps["amount"].to_numpy(dtype="float64", na_value=np.nan)[rows]
+    codes, labels = _codes(labels_of(rows))
+    return _closed_stats(won, lost, amount, codes, labels)
+
+
 def _scorecard_core(
     ds: Dataset, ts: pd.Timestamp, group: pd.Series, period_days: int, discounts
 ) -> pd.DataFrame:
     """Everything of the scorecard except the pipeline weights.
 
-    Groups are integer codes (one factorisation of ``group``); every per-group sum,
-    mean and median is pandas' own kernel on the same values in the same order, so the
-    numbers are those of a ``groupby`` on the labels.
+    Groups are integer codes (one factorisation of ``group``; the closed-deal figures
+    come from :func:`_period_stats`, shared with :func:`compute_win_rates`); every
+    per-group sum, mean and median is pandas' own kernel on the same values in the same
+    order, so the numbers are those of a ``groupby`` on the labels.
     """
     opps = ds.opportunities
     start = ts - pd.Timedelta(days=period_days)
@@ -151,7 +185,6 @@ def _scorecard_core(
     is_open = _status(opps, schema.OPEN)
     closed = is_won | is_lost
     in_period = closed & _window(opps["close_date"], start, ts).to_numpy()
-    in_prev = closed & _window(opps["close_date"], prev_start, start).to_numpy()
     created = _window(opps["created_date"], start, ts).to_numpy()
     created_prev = _window(opps["created_date"], prev_start, start).to_numpy()
     amount = opps["amount"].to_numpy(dtype="float64", na_value=np.nan)
@@ -169,10 +202,12 @@ def _scorecard_core(
     out = pd.DataFrame(index=labels.take(first).rename("_group"))
     out["opportunities"] = count(created)
     out["opportunities_prev"] = count(created_prev)
-    cur = _closed_stats(
-        is_won[in_period], is_lost[in_period], amount[in_period], codes[in_period], labels
-    )
-    prev = _closed_stats(is_won[in_prev], is_lost[in_prev], amount[in_prev], codes[in_prev], labels)
+
+    def labels_of(rows: np.ndarray) -> pd.Series:
+        return group.iloc[rows]
+
+    cur = _period_stats(opps, start, ts, labels_of)
+    prev = _period_stats(opps, prev_start, start, labels_of)
     out = out.join(cur, how="left")
     out["open"] = count(is_open)
     out["open_pipeline"] = per_group(np.where(is_open, amount, np.nan), "sum", min_count=1)
@@ -217,6 +252,74 @@ def _scorecard_core(
         out[col] = out[col].fillna(0).astype("int64")
     for col in ("won_revenue", "won_revenue_prev"):
         out[col] = out[col].fillna(0.0)
+    return out
+
+
+def compute_win_rates(
+    data: Dataset,
+    *,
+    as_of,
+    by: str = "product",
+    period_days: int = 365,
+) -> pd.DataFrame:
+    """Win rate and won revenue per product (or any grouping) for the period ending on
+    ``as_of``: the scorecard's win-rate columns alone, without its other figures.
+
+    Deals won or lost with ``close_date`` in the ``period_days`` days ending on ``as_of``
+    (``as_of - period_days < close_date <= as_of``) count; **win_rate** = won / (won +
+    lost) with a 95 % Wilson interval; **won_revenue** sums the won deals' amounts;
+    **avg_won_deal** and **median_won_deal** are over won deals with an amount. The
+    numbers are those of :func:`compute_scorecard` (same code), which also counts
+    created and open deals, discounts, cycle times and the pipeline; this is the quick
+    path when only win rates are wanted.
+
+    Parameters
+    ----------
+    data : Dataset
+    as_of : str, date or Timestamp
+        End of the period (inclusive); the data as known then.
+    by : str, default "product"
+        A column of the opportunities, or of the products or accounts table (see
+        :func:`group_columns`).
+    period_days : int, default 365
+
+    Returns
+    -------
+    DataFrame
+        ``<by>, won, lost, win_rate, win_rate_low, win_rate_high, won_revenue,
+        won_with_amount, avg_won_deal, median_won_deal``: one row per group with a deal
+        closed in the period (deals without a value under ``NONE_LABEL``), by won
+        revenue (largest first), then by name.
+
+    Raises
+    ------
+    InsufficientDataError
+        When there is no opportunity, or ``by`` is a canonical column this data lacks or
+        leaves empty.
+    ValueError
+        For an unknown ``by`` or a non-positive ``period_days``.
+
+    Examples
+    --------
+    >>> compute_win_rates(ds, as_of="2025-12-31", by="product")  # doctest: +SKIP
+    """
+    _positive(period_days, "period_days")
+    ds, ts = _prepare(data, as_of)
+    opps = ds.opportunities
+    start = ts - pd.Timedelta(days=int(period_days))
+
+    def labels_of(rows: np.ndarray) -> pd.Series:
+        return _group_labels(ds, opps, by, rows=rows, param="by")
+
+    stats = _period_stats(opps, start, ts, labels_of)
+    cols = ["won", "lost", "win_rate", "win_rate_low", "win_rate_high", "won_revenue"]
+    cols += ["won_with_amount", "avg_won_deal", "median_won_deal"]
+    out = stats[cols].rename_axis(by).reset_index()
+    out[by] = out[by].astype("str")
+    out["won_with_amount"] = out["won_with_amount"].astype("int64")
+    out = out.sort_values(["won_revenue", by], ascending=[False, True], kind="stable")
+    out = out.reset_index(drop=True)
+    out.attrs["period"] = (start, ts)
     return out
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._arrowtools import isin
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
-from ._common import _isin, _need_column, _non_negative, _pct, _positive, _prepare
+from ._common import _need_column, _non_negative, _pct, _positive, _prepare
 from .discounts import _deal_discounts, _discount_effect
 from .scorecard import NONE_LABEL, _group_labels, _scorecard_core
 
@@ -201,8 +202,8 @@ def _discount_slopes(ds: Dataset, ts) -> pd.Series:
         eff = _discount_effect(ds, ts, history_days=None, min_deals=20)
     except InsufficientDataError:
         return pd.Series(dtype="float64")
-    sig = _isin(eff["verdict"], ["more discount, more wins", "more discount, fewer wins"])
-    return eff.set_index("product")["slope_per_10pts"].where(sig.to_numpy(), 0.0) * 10
+    sig = isin(eff["verdict"], ["more discount, more wins", "more discount, fewer wins"])
+    return eff.set_index("product")["slope_per_10pts"].where(sig, 0.0) * 10
 
 
 def _lever_change(lever: str, size: float, r: pd.Series, *, slope, H: float, P: float):

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
+from .._arrowtools import index_in, isin
 from ..dataset import Dataset
 from ..errors import InsufficientDataError
 from ..memo import memoized
+from ..sources import _hist_positions
 from ..stats import wilson_interval
 from ._common import (
     _check_choice,
     _closed_within,
     _has_values,
-    _index_in,
-    _isin,
     _need_column,
     _non_negative,
     _prepare,
@@ -105,10 +105,14 @@ def _closed_for_learning(ds: Dataset, ts: pd.Timestamp, history_days: int | None
 def _history_pairs(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Each (deal, open stage) the stage history shows, once, sorted: the deal's row in the
     opportunities and the stage's position in the pipeline. Matched through positions
-    (one hash lookup of the ids) rather than a merge on the text ids; once per dataset."""
-    hist = ds.stage_history
-    stage = _index_in(hist["stage"], pd.Index(list(ds.stages.open)))
-    row = _index_in(hist["opportunity_id"], pd.Index(ds.opportunities["opportunity_id"]))
+    (one hash lookup of the ids) rather than a merge on the text ids; once per dataset,
+    and the look-up is the one the loader, snapshots and filters keep for these tables
+    when the ids are unique."""
+    hist, opps = ds.stage_history, ds.opportunities
+    stage = index_in(hist["stage"], pd.Index(list(ds.stages.open)))
+    row = _hist_positions(hist, opps)
+    if row is None:  # ids missing or repeated: the first deal with the id
+        row = index_in(hist["opportunity_id"], pd.Index(opps["opportunity_id"]))
     keep = (stage >= 0) & (row >= 0)
     n_stages = len(ds.stages.open)
     pairs = _unique(row[keep] * n_stages + stage[keep])
@@ -308,10 +312,10 @@ def _weighted_pipeline(ds, ts, *, weights, prior_strength, history_days) -> pd.D
             )
             # rates has one row per (group, stage): groups sorted, stages in pipeline order
             stages = pd.Index(list(ds.stages.open))
-            stage = _index_in(open_["stage"], stages)
+            stage = index_in(open_["stage"], stages)
             row = stage.copy()
             if by is not None:
-                group = _index_in(open_[by], pd.Index(rates[by].iloc[:: len(stages)]))
+                group = index_in(open_[by], pd.Index(rates[by].iloc[:: len(stages)]))
                 row = np.where((group >= 0) & (stage >= 0), group * len(stages) + stage, -1)
             prob = _take(rates["win_probability"].to_numpy(), row)
             missing = np.isnan(prob)  # e.g. a deal with no product
@@ -344,6 +348,6 @@ def _flat_rates(closed, open_, *, by, prior_strength):
     rate = (g["won"] + m * overall) / (g["n"] + m)
     prob = open_[by].map(rate).fillna(overall)
     basis = pd.Series(f"{by} win rate (no stage history)", index=open_.index).where(
-        _isin(open_[by], rate.index), "overall win rate (no stage history)"
+        isin(open_[by], rate.index), "overall win rate (no stage history)"
     )
     return prob, basis

@@ -545,7 +545,15 @@ def cost_return(ds: Dataset, *, as_of: pd.Timestamp, freq: str = "Q", periods: i
     tot = _total(whole, "source")
     src = whole[(whole["source"] != ly.ALL) & whole["cost_per_win"].notna()]
     cur = ds.base_currency
-    if int(tot["wins"]) == 0:
+    notes = list(whole.attrs.get("notes", ()))
+    if notes and pd.isna(tot["cost_per_win"]):  # a filter the spend is not recorded by
+        text = (
+            f"**{_num(tot['cost'])} {cur}** of lead spend brought "
+            f"{_plural(tot['leads'], 'lead')} ({_num(tot['cost_per_lead'])} {cur} per lead); "
+            f"this selection won {_plural(tot['wins'], 'deal')} and {_num(tot['revenue'])} "
+            f"{cur} of revenue. " + " ".join(notes)
+        )
+    elif int(tot["wins"]) == 0:
         text = (
             f"**{_num(tot['cost'])} {cur}** of lead spend brought "
             f"{_plural(tot['leads'], 'lead')} ({_num(tot['cost_per_lead'])} {cur} per lead) "
@@ -568,10 +576,13 @@ def cost_return(ds: Dataset, *, as_of: pd.Timestamp, freq: str = "Q", periods: i
             f" {best['source']} is the cheapest per win ({_num(best['cost_per_win'])} {cur}), "
             f"{worst['source']} the dearest ({_num(worst['cost_per_win'])} {cur})."
         )
-    if int(tot["wins"]):
+    if int(tot["wins"]) and not notes:
         text += " Wins of recent periods are still coming in, so their cost per win reads high."
-    fig, ax = _fig(0.8 + 0.45 * len(src))
-    plotting.plot_cost_per_win(whole, currency=cur, ax=ax)
+    figures = []
+    if len(src):  # no cost per win to draw when none could be worked out
+        fig, ax = _fig(0.8 + 0.45 * len(src))
+        plotting.plot_cost_per_win(whole, currency=cur, ax=ax)
+        figures.append(fig)
     names = {
         "cost": f"spend ({cur})",
         "cost_per_lead": "per lead",
@@ -586,7 +597,7 @@ def cost_return(ds: Dataset, *, as_of: pd.Timestamp, freq: str = "Q", periods: i
     recent = recent.drop(columns=["cpw_low", "cpw_high"]).rename(columns=names)
     return [
         text,
-        fig,
+        *figures,
         formatting.style_table(table, caption="Cost and return by source, all history"),
         formatting.style_table(
             recent,
