@@ -81,6 +81,22 @@ are deleted, except the one 'latest' points to.
 {_EXIT_CODES}"""
 
 
+_DASHBOARDS_EPILOG = f"""\
+examples:
+  {_PROG} dashboards --params notebooks/params/my_crm.yaml --port 8870
+  {_PROG} dashboards --WorkbenchKernelManager.max_kernels=30   # at most 30 kernels
+  {_PROG} dashboards --VoilaExecutor.timeout=300   # a dashboard cell may run 5 minutes
+
+server options (--Class.trait=value) override notebooks/voila.json for this server; the
+limits and their defaults are explained in the README (Dashboards).
+"""
+
+
+def _paragraph(text: str) -> str:
+    """``text`` wrapped for a ``--help`` description (raw formatter: kept as wrapped)."""
+    return textwrap.fill(text, width=88, break_on_hyphens=False)
+
+
 def _int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: a whole number of at least ``minimum``."""
 
@@ -128,14 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="execute the notebooks into a dated HTML report folder",
-        description=textwrap.fill(
+        description=_paragraph(
             "Execute the parameterised notebooks with Papermill, in parallel, into "
             "REPORTS_DIR/<YYYY-MM-DD_HHMMSS>/ (executed notebooks, code-free HTML, "
             "index.html, manifest.json) and, when every notebook succeeded, point "
             "REPORTS_DIR/latest at it. Progress goes to stderr, one line per notebook "
             "started and finished.",
-            width=88,
-            break_on_hyphens=False,
         ),
         epilog=_RUN_EPILOG,
         formatter_class=raw,
@@ -238,15 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "dashboards",
         help="serve the published notebooks as Voila dashboards",
-        description=dashboards.DESCRIPTION + " Exit status: Voila's; 2 error.",
+        description=_paragraph(
+            dashboards.DESCRIPTION + " Options of the form --Class.trait=value go to the "
+            "server. Exit status: Voila's; 2 error."
+        ),
+        epilog=_DASHBOARDS_EPILOG,
+        formatter_class=raw,
     )
     dashboards.add_arguments(serve)
-    serve.set_defaults(handler=_cmd_dashboards)
+    serve.set_defaults(handler=_cmd_dashboards, takes_server_options=True)
 
     export = commands.add_parser(
         "export",
         help="write the load's rejects and warnings (and the opportunities) as .xlsx or .csv",
-        description=textwrap.fill(
+        description=_paragraph(
             "Load a source config as known on --as-of and write what the data-quality "
             "report accounts for: rows read/loaded/rejected per table (counts), every "
             "rejected row with its file, row, column and reason (rejects), every loaded "
@@ -257,8 +276,6 @@ def build_parser() -> argparse.ArgumentParser:
             "spreadsheet would run as formulas (starting with = + - @) are written with "
             "a leading ' (see pipeline_lib.exports). Exit status: 0 written; 2 usage, "
             "configuration or data error; 4 the output cannot be written.",
-            width=88,
-            break_on_hyphens=False,
         ),
         formatter_class=raw,
     )
@@ -293,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_cmd_export)
     return parser
+
+
+def _error(message: object, status: int) -> int:
+    """Print ``error: <message>`` on stderr and return the exit status ``status``."""
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -364,31 +387,27 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         as_of = to_timestamp(args.as_of, name="--as-of")
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(exc, EXIT_USAGE)
     tables = args.tables or ["counts", "rejects", "warnings"]
     if args.out.suffix.lower() not in (".xlsx", ".csv"):
-        print(
-            f"error: --out {args.out}: end the file name in .xlsx (one workbook) or .csv "
+        return _error(
+            f"--out {args.out}: end the file name in .xlsx (one workbook) or .csv "
             "(one file per table)",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return EXIT_USAGE
     if not args.out.parent.is_dir():
-        print(
-            f"error: --out {args.out}: the folder {args.out.parent} does not exist", file=sys.stderr
+        return _error(
+            f"--out {args.out}: the folder {args.out.parent} does not exist", EXIT_UNWRITABLE
         )
-        return EXIT_UNWRITABLE
     ds = load_dataset(args.source, as_of=as_of)
     try:
         written = write_load_tables(ds, args.out, tables=tables)
     except OSError as exc:
-        print(
-            f"error: cannot write {args.out}: {exc.strerror or exc} — check that the folder "
+        return _error(
+            f"cannot write {args.out}: {exc.strerror or exc} — check that the folder "
             "exists and is writable, and that there is free space",
-            file=sys.stderr,
+            EXIT_UNWRITABLE,
         )
-        return EXIT_UNWRITABLE
     counts = ds.counts[["read", "loaded", "rejected"]].sum()
     print(
         f"{int(counts['read']):,} rows read, {int(counts['loaded']):,} loaded, "
@@ -402,7 +421,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_dashboards(args: argparse.Namespace) -> int:
     from .dashboards import serve
 
-    return serve(params_path=args.params, port=args.port, ip=args.ip, staging_dir=args.staging_dir)
+    return serve(
+        params_path=args.params,
+        port=args.port,
+        ip=args.ip,
+        staging_dir=args.staging_dir,
+        extra=args.server_options,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,7 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, rest = parser.parse_known_args(argv)
+        # only `dashboards` takes options beyond its own: --Class.trait=value for the server
+        takes_options = getattr(args, "takes_server_options", False)
+        args.server_options, unknown = (
+            dashboards.server_options(rest) if takes_options else ([], rest)
+        )
+        if unknown:
+            hint = " (options for the server take the form --Class.trait=value)"
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint * takes_options}")
     except SystemExit as exc:  # --help (0) or a usage error (2): return, don't exit
         return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
@@ -431,14 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except RunLockedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+        return _error(exc, EXIT_LOCKED)
     except ReportWriteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_UNWRITABLE
+        return _error(exc, EXIT_UNWRITABLE)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(exc, EXIT_USAGE)
     except KeyboardInterrupt:
         print(
             "interrupted: every kernel was stopped and the unfinished run removed; nothing was "

@@ -57,12 +57,15 @@ Change any of these in ``notebooks/voila.json``, or for one server on the comman
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,6 +82,7 @@ __all__ = [
     "stage_dashboards",
     "voila_command",
     "serve",
+    "server_options",
     "main",
     "run_voila",
     "WorkbenchKernelManager",  # noqa: F822 - built on first access (__getattr__)
@@ -257,10 +261,48 @@ def serve(
     command = voila_command(staging_dir, port=port, ip=ip, extra=extra)
     names = ", ".join(p.stem for p in staged)
     print(f"serving {len(staged)} dashboard(s): {names}", file=sys.stderr)
+    proc = subprocess.Popen(command, env=dashboard_env())
     try:
-        return subprocess.call(command, env=dashboard_env())
+        with _forwarding(proc, (signal.SIGTERM, signal.SIGHUP)):
+            return proc.wait()
     except KeyboardInterrupt:
-        return 0
+        return _stop(proc)
+
+
+@contextlib.contextmanager
+def _forwarding(proc: subprocess.Popen, signals: Sequence[int]):
+    """Pass ``signals`` received by this process on to the server while it runs.
+
+    A service manager or ``kill`` stops this process, not its process group: without
+    forwarding, the server and its kernels would be left running.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread
+        return
+
+    def forward(signum, frame):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(proc: subprocess.Popen, grace: float = 20.0) -> int:
+    """Stop the server after Ctrl-C (which a terminal also sends it): SIGTERM, then kill."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -273,6 +315,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--staging-dir", default=str(STAGING_DIR), help=f"served folder (default {STAGING_DIR})"
     )
+
+
+_SERVER_OPTION = re.compile(r"^--[A-Za-z]\w*\.\w+=")
+
+
+def server_options(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split ``args`` into server options (``--Class.trait=value``) and the rest."""
+    options: list[str] = []
+    rest: list[str] = []
+    for arg in map(str, args):
+        (options if _SERVER_OPTION.match(arg) else rest).append(arg)
+    return options, rest
 
 
 DESCRIPTION = (
@@ -294,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     args, rest = parser.parse_known_args(argv)
-    unknown = [a for a in rest if not re.match(r"^--[A-Za-z]\w*\.\w+=", a)]
+    rest, unknown = server_options(rest)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:

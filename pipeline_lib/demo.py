@@ -920,9 +920,21 @@ def _salesforce_history(tables: dict, end: str, rng: np.random.Generator) -> pd.
     return pd.concat([frame.iloc[:at], orphan, frame.iloc[at:]], ignore_index=True)
 
 
+#: How the exports' CSV files are laid out (besides separator and encoding).
+_CSV_STYLE = {"lineterminator": "\n", "quoting": csv.QUOTE_MINIMAL}
+
+
+def _write_table(
+    frame: pd.DataFrame, path: Path, *, sep: str = ";", encoding: str = "utf-8"
+) -> int:
+    """Write ``frame`` as a delimited text export; returns its row count."""
+    exports.write_csv(frame, path, sep=sep, encoding=encoding, **_CSV_STYLE)
+    return len(frame)
+
+
 def _write_salesforce_csv(frame: pd.DataFrame, path: Path) -> int:
     with open(path, "w", encoding="utf-8-sig", newline="") as f:
-        exports.write_csv(frame, f, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        exports.write_csv(frame, f, **_CSV_STYLE)
         writer = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
         f.write("\n")
         writer.writerow([f"Grand Totals ({len(frame)} records)"])
@@ -964,16 +976,7 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
         _salesforce_history(tables, end, rng), folder / "opportunity_history.csv"
     )
 
-    leads = _marketing_leads(tables, rng)
-    exports.write_csv(
-        leads,
-        folder / "leads.csv",
-        sep=";",
-        encoding="utf-8",
-        lineterminator="\n",
-        quoting=csv.QUOTE_MINIMAL,
-    )
-    rows["leads.csv"] = len(leads)
+    rows["leads.csv"] = _write_table(_marketing_leads(tables, rng), folder / "leads.csv")
 
     lc = tables["lead_costs"]
     costs = pd.DataFrame(
@@ -983,15 +986,7 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
             "Spend": _euro(lc["cost"]),
         }
     )
-    exports.write_csv(
-        costs,
-        folder / "lead_costs.csv",
-        sep=";",
-        encoding="utf-8",
-        lineterminator="\n",
-        quoting=csv.QUOTE_MINIMAL,
-    )
-    rows["lead_costs.csv"] = len(costs)
+    rows["lead_costs.csv"] = _write_table(costs, folder / "lead_costs.csv")
 
     p = tables["products"]
     products = pd.DataFrame(
@@ -1009,15 +1004,9 @@ def _write_exports(tables: dict, folder: Path, *, seed: int, end: str) -> dict[s
             "Number of Employees": a["employees"].round().astype("Int64"),
         }
     )
-    exports.write_csv(
-        accounts,
-        folder / "accounts.tsv",
-        sep="\t",
-        encoding="utf-16",
-        lineterminator="\n",
-        quoting=csv.QUOTE_MINIMAL,
+    rows["accounts.tsv"] = _write_table(
+        accounts, folder / "accounts.tsv", sep="\t", encoding="utf-16"
     )
-    rows["accounts.tsv"] = len(accounts)
 
     t = tables["targets"]
     quotas = list(

@@ -131,6 +131,23 @@ class ReportWriteError(ReportError):
         return cls(f"cannot {doing}: {strerror}", path=path, errno=exc.errno, strerror=strerror)
 
 
+@contextlib.contextmanager
+def _write_errors(
+    doing: str, *, path: str | Path | None = None, cleanup: Callable[[], object] | None = None
+) -> Iterator[None]:
+    """Raise an OSError of the block as :class:`ReportWriteError` ``cannot <doing>: ...``.
+
+    ``cleanup`` (if given) runs first; an OSError of its own is ignored.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if cleanup is not None:
+            with contextlib.suppress(OSError):
+                cleanup()
+        raise ReportWriteError.from_os_error(exc, doing=doing, path=path) from exc
+
+
 def is_write_failure(exc: BaseException) -> bool:
     """Whether ``exc`` is an OSError saying a place cannot be written (:data:`WRITE_ERRNOS`)."""
     return isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS
@@ -233,10 +250,8 @@ def run_lock(reports_dir: Path, *, params_path: Path) -> Iterator[Path | None]:
         yield None
         return
     path = reports_dir / _LOCK_NAME
-    try:
+    with _write_errors(f"open the lock file {path}"):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ReportWriteError.from_os_error(exc, doing=f"open the lock file {path}") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -318,12 +333,8 @@ def make_build_dir(reports_dir: Path, name: str) -> Path:
         If it cannot be created.
     """
     build_dir = reports_dir / f"{_BUILD_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
-    try:
+    with _write_errors(f"create the run folder {build_dir}", path=build_dir):
         build_dir.mkdir()
-    except OSError as exc:
-        raise ReportWriteError.from_os_error(
-            exc, doing=f"create the run folder {build_dir}", path=build_dir
-        ) from exc
     return build_dir
 
 
@@ -335,12 +346,8 @@ def move_into_place(build_dir: Path, run_dir: Path) -> None:
     ReportWriteError
         If the rename fails.
     """
-    try:
+    with _write_errors(f"rename the finished run {build_dir} to {run_dir.name}", path=run_dir):
         os.rename(build_dir, run_dir)
-    except OSError as exc:
-        raise ReportWriteError.from_os_error(
-            exc, doing=f"rename the finished run {build_dir} to {run_dir.name}", path=run_dir
-        ) from exc
 
 
 def remove_leftovers(reports_dir: Path, *, note: Callable[[str], None]) -> None:
@@ -362,10 +369,8 @@ def remove_leftovers(reports_dir: Path, *, note: Callable[[str], None]) -> None:
     ReportWriteError
         If the reports folder cannot be listed.
     """
-    try:
+    with _write_errors(f"list {reports_dir}"):
         entries = sorted(reports_dir.iterdir())
-    except OSError as exc:
-        raise ReportWriteError.from_os_error(exc, doing=f"list {reports_dir}") from exc
     for path in entries:
         if path.is_symlink():
             if path.name.startswith(f".{LATEST_NAME}-"):
@@ -457,12 +462,8 @@ def prepare_latest(reports_dir: Path, run_name: str) -> Path:
         If the link cannot be made.
     """
     tmp = reports_dir / f".{LATEST_NAME}-{uuid.uuid4().hex}"
-    try:
+    with _write_errors(f"create the link {tmp} for {LATEST_NAME}", path=tmp):
         os.symlink(run_name, tmp, target_is_directory=True)
-    except OSError as exc:
-        raise ReportWriteError.from_os_error(
-            exc, doing=f"create the link {tmp} for {LATEST_NAME}", path=tmp
-        ) from exc
     return tmp
 
 
@@ -480,12 +481,8 @@ def switch_latest(reports_dir: Path, link: Path) -> Path:
         If the link cannot be replaced (the temporary link is then removed).
     """
     latest = reports_dir / LATEST_NAME
-    try:
+    with _write_errors(f"update {latest}", path=latest, cleanup=link.unlink):
         os.replace(link, latest)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            link.unlink()
-        raise ReportWriteError.from_os_error(exc, doing=f"update {latest}", path=latest) from exc
     return latest
 
 

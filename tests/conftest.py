@@ -1,4 +1,9 @@
-"""Shared fixtures: seeded randomness, closed figures, small file writers."""
+"""Shared fixtures and helpers: seeded randomness, closed figures, small file writers,
+Datasets built straight from tables, small notebooks.
+
+The plain helpers (not fixtures) are imported by the test modules with
+``from conftest import ...`` (pytest puts ``tests/`` on ``sys.path``).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,76 @@ import os
 from pathlib import Path
 
 import matplotlib
+import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from pipeline_lib.dataset import Dataset
+from pipeline_lib.sources import StageConfig
 
 matplotlib.use("Agg")
+
+#: The stages of the generated demo data (:mod:`pipeline_lib.demo`).
+DEMO_STAGES = StageConfig(
+    open=(
+        "Prospecting",
+        "Qualification",
+        "Needs Analysis",
+        "Proposal/Price Quote",
+        "Negotiation/Review",
+    ),
+    won=("Closed Won",),
+    lost=("Closed Lost",),
+)
+#: One stage per outcome, for hand-made deals.
+SIMPLE_STAGES = StageConfig(open=("Open",), won=("Won",), lost=("Lost",), aliases={})
+
+
+def make_dataset(tables: dict, stages: StageConfig = DEMO_STAGES) -> Dataset:
+    """A Dataset straight from canonical tables (no files, no rejects, warnings or counts)."""
+    empty = pd.DataFrame()
+    return Dataset(tables=tables, rejects=empty, warnings=empty, counts=empty, stages=stages)
+
+
+def four_deals(**segments: list) -> Dataset:
+    """Deals A won, B lost, C open, D won, created on the 1st of January to April 2025.
+
+    Teams East, West, East, West; ``segments`` adds columns (four values each), e.g.
+    ``product=["P", "Q", "P", "R"]``. Stages: :data:`SIMPLE_STAGES`.
+    """
+    opps = pd.DataFrame(
+        {
+            "opportunity_id": ["A", "B", "C", "D"],
+            "stage": ["Won", "Lost", "Open", "Won"],
+            "status": ["won", "lost", "open", "won"],
+            "created_date": pd.to_datetime(
+                ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]
+            ),
+            "team": ["East", "West", "East", "West"],
+            **segments,
+        }
+    )
+    return make_dataset({"opportunities": opps}, SIMPLE_STAGES)
+
+
+def write_notebook(path: Path, *body: str) -> Path:
+    """A notebook at ``path``: a heading, a parameters cell ``x: int = 1``, then ``body``."""
+    params = new_code_cell("x: int = 1  # how many")
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(
+        cells=[new_markdown_cell(f"# {path.stem}"), params, *map(new_code_cell, body)]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, path)
+    return path
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +118,14 @@ def write_config(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def demo_tables():
+    """The generated demo's canonical tables, 700 opportunities (seed 11); do not modify."""
+    from pipeline_lib import demo
+
+    return demo.generate_demo(n_opportunities=700, seed=11)
 
 
 @pytest.fixture(scope="session")

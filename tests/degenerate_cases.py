@@ -8,7 +8,9 @@ config and, for the filter case, ``segment_filters``).
 ``write_case(name, root)`` returns the parameters file to hand to
 :func:`pipeline_lib.report.run_reports`; ``run_case(name, root)`` runs every published
 notebook on it through the runner and returns the text of each HTML report;
-``check_reports`` asserts that each report is clean and says what it should.
+``check_reports`` asserts that each report is clean and says what it should;
+``case_tests(expected)`` makes the slow test that does both for every case of
+``expected``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from pipeline_lib import config, demo, report
@@ -29,6 +32,7 @@ __all__ = [
     "NOTEBOOKS",
     "base_tables",
     "case_tables",
+    "case_tests",
     "check_reports",
     "report_text",
     "run_case",
@@ -263,3 +267,18 @@ def check_reports(texts: Mapping[str, str], expected: Mapping[str, Sequence[str]
                 problems.append(f"{stem}: missing {phrase!r}")
     assert set(expected) <= set(texts), set(expected) - set(texts)
     assert not problems, "\n".join(problems)
+
+
+def case_tests(expected: Mapping[str, Mapping[str, Sequence[str]]]) -> Callable:
+    """A slow test, one per case of ``expected``: run the case, check its reports.
+
+    ``expected`` maps a case name to what :func:`check_reports` expects of its reports.
+    Assign the result to a ``test_*`` name of a test module.
+    """
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("case", list(expected))
+    def test_case(case: str, tmp_path: Path) -> None:
+        check_reports(run_case(case, tmp_path), expected[case])
+
+    return test_case

@@ -10,35 +10,18 @@ import time
 import types
 from pathlib import Path
 
-import nbformat
 import pytest
 import yaml
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from conftest import write_notebook
 
 from pipeline_lib import config
 from pipeline_lib.cli import main
 
 
-def _notebook(path: Path, *body: str) -> Path:
-    params = new_code_cell("x: int = 1  # how many")
-    params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(
-        cells=[new_markdown_cell(f"# {path.stem}"), params, *map(new_code_cell, body)]
-    )
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.fixture
 def project(tmp_path):
-    _notebook(tmp_path / "good.ipynb", 'print("x is", x)')
-    _notebook(tmp_path / "bad.ipynb", 'raise RuntimeError(f"nope {x}")')
+    write_notebook(tmp_path / "good.ipynb", 'print("x is", x)')
+    write_notebook(tmp_path / "bad.ipynb", 'raise RuntimeError(f"nope {x}")')
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"x": 3}), encoding="utf-8")
     return tmp_path
@@ -246,7 +229,7 @@ def test_python_dash_m_entry_point():
 @pytest.mark.slow
 def test_sigterm_stops_the_run_kills_the_kernel_and_publishes_nothing(project):
     pid_file = project / "kernel.pid"
-    _notebook(
+    write_notebook(
         project / "hangs.ipynb",
         f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)",
     )
@@ -297,3 +280,81 @@ def test_dashboards_command_reports_a_bad_parameter_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "error: parameters file not found" in err and "Traceback" not in err
+
+
+def _fake_server(monkeypatch) -> list:
+    """Record the commands ``dashboards`` would start instead of starting a server."""
+    import pipeline_lib.dashboards as dashboards
+
+    started = []
+
+    class Server:  # a server that has already stopped
+        def __init__(self, command, env=None):
+            started.append((list(command), env))
+
+        def wait(self, timeout=None):
+            return 0
+
+        poll = wait
+
+    monkeypatch.setattr(dashboards.subprocess, "Popen", Server)
+    return started
+
+
+def test_dashboards_command_passes_server_options_to_the_server(monkeypatch, tmp_path, capsys):
+    started = _fake_server(monkeypatch)
+    staging = tmp_path / "served"
+    argv = [
+        "dashboards",
+        "--staging-dir",
+        str(staging),
+        "--WorkbenchKernelManager.max_kernels=30",
+        "--port=8870",
+        "--VoilaExecutor.timeout=300",
+    ]
+    assert main(argv) == 0
+    ((command, env),) = started
+    folder = command.index(str(staging))
+    assert command[folder + 1 :] == [
+        f"--Voila.config_file_paths={config.NOTEBOOKS_DIR}",
+        "--no-browser",
+        "--port=8870",  # one of the command's own options
+        "--WorkbenchKernelManager.max_kernels=30",  # the server options, in their order
+        "--VoilaExecutor.timeout=300",
+    ]
+    assert env["PIPELINE_WORKBENCH_MODE"] == "dashboard"
+    served = sorted(p.name for p in staging.iterdir())
+    assert served and all(name[:2].isdigit() for name in served)  # published notebooks only
+    assert f"serving {len(served)} dashboard(s)" in capsys.readouterr().err
+
+
+def test_dashboards_command_without_server_options_adds_none(monkeypatch, tmp_path):
+    started = _fake_server(monkeypatch)
+    assert main(["dashboards", "--staging-dir", str(tmp_path / "served")]) == 0
+    ((command, _),) = started
+    assert command[-2:] == [f"--Voila.config_file_paths={config.NOTEBOOKS_DIR}", "--no-browser"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "unknown"),
+    [
+        (["dashboards", "--bogus"], "--bogus"),
+        # a server option needs its value after '=': '--Class.trait value' is refused
+        (
+            ["dashboards", "--WorkbenchKernelManager.max_kernels", "30"],
+            "--WorkbenchKernelManager.max_kernels 30",
+        ),
+        (
+            ["run", "--WorkbenchKernelManager.max_kernels=30"],
+            "--WorkbenchKernelManager.max_kernels=30",
+        ),
+        (["export", "--as-of", "2025-12-31", "--out", "x.csv", "--Foo.bar=1"], "--Foo.bar=1"),
+    ],
+)
+def test_unknown_options_are_usage_errors(monkeypatch, capsys, argv, unknown):
+    started = _fake_server(monkeypatch)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"error: unrecognized arguments: {unknown}" in err and "Traceback" not in err
+    assert ("--Class.trait=value" in err) == (argv[0] == "dashboards")  # the hint
+    assert started == []

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +84,42 @@ def test_voila_settings_lock_the_server_down():
     assert argv[1] == "-c" and "run_voila()" in argv[2] and argv[3] == "served"
     assert "--port=9999" in argv and argv[-1] == "--Foo.bar=1"
     assert dashboards.dashboard_env({})["PIPELINE_WORKBENCH_MODE"] == "dashboard"
+    assert settings["KernelManager"]["transport"] == "ipc"  # no TCP port races
+
+
+_FAKE_SERVER = """
+import signal, sys, time
+out = sys.argv[1]
+def bye(signum, frame):
+    open(out, "w").write(signal.Signals(signum).name)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+signal.signal(signal.SIGHUP, bye)
+open(out + ".up", "w").close()
+time.sleep(60)
+"""
+
+_SERVE = """
+import sys
+from pipeline_lib import dashboards
+dashboards.stage_dashboards = lambda *a, **k: []
+dashboards.voila_command = lambda *a, **k: [sys.executable, "-c", sys.argv[1], sys.argv[2]]
+sys.exit(dashboards.serve())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_stopping_the_dashboards_command_stops_its_server(tmp_path, signum):
+    # a service manager or `kill` signals the command, not its process group: the
+    # server (which shuts its kernels down on SIGTERM) must hear of it too
+    out = tmp_path / "server-got"
+    cmd = subprocess.Popen([sys.executable, "-c", _SERVE, _FAKE_SERVER, str(out)])
+    deadline = time.monotonic() + 30
+    while not Path(f"{out}.up").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cmd.send_signal(signum)
+    assert cmd.wait(30) == 0
+    assert out.read_text() == signal.Signals(signum).name
 
 
 # --------------------------------------------------------------------------- browser

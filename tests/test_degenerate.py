@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from degenerate_cases import case_tables, check_reports, run_case
+from conftest import four_deals, make_dataset
+from degenerate_cases import case_tables, case_tests
 
 from pipeline_lib import forecasting, scoring, widgets
 from pipeline_lib import product_potential as pp
 from pipeline_lib import trend_review as tr
 from pipeline_lib.dataset import Dataset
 from pipeline_lib.errors import InsufficientDataError
-from pipeline_lib.sources import StageConfig
 from pipeline_lib.views import forecasting as fviews
 from pipeline_lib.views import lead_yield as lviews
 from pipeline_lib.views import product_potential as pviews
@@ -29,27 +29,9 @@ from pipeline_lib.views import trend_review as tviews
 
 # --------------------------------------------------------------------------- filter bar
 
-STAGES = StageConfig(open=("Open",), won=("Won",), lost=("Lost",), aliases={})
-
 
 def _ds():
-    opps = pd.DataFrame(
-        {
-            "opportunity_id": ["A", "B", "C", "D"],
-            "stage": ["Won", "Lost", "Open", "Won"],
-            "status": ["won", "lost", "open", "won"],
-            "created_date": pd.to_datetime(
-                ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]
-            ),
-            "team": ["East", "West", "East", "West"],
-            "product": ["P", "Q", "P", "R"],
-            "owner": ["Ann", "Ann", "Bob", "Bob"],
-        }
-    )
-    empty = pd.DataFrame()
-    return Dataset(
-        tables={"opportunities": opps}, rejects=empty, warnings=empty, counts=empty, stages=STAGES
-    )
+    return four_deals(product=["P", "Q", "P", "R"], owner=["Ann", "Ann", "Bob", "Bob"])
 
 
 def count_view(ds, *, as_of):
@@ -145,21 +127,12 @@ def test_the_cases_are_what_they_say():
 
 # --------------------------------------------------------------------------- analyses
 
-DEMO_STAGES = StageConfig(
-    open=("Prospecting", "Qualification", "Needs Analysis", "Proposal/Price Quote",
-          "Negotiation/Review"),
-    won=("Closed Won",),
-    lost=("Closed Lost",),
-)  # fmt: skip
 AS_OF = pd.Timestamp("2025-12-31")
 
 
 def _case_ds(name: str) -> Dataset:
     """Case ``name`` as a Dataset straight from its canonical tables (no files)."""
-    empty = pd.DataFrame()
-    return Dataset(
-        tables=case_tables(name), rejects=empty, warnings=empty, counts=empty, stages=DEMO_STAGES
-    ).snapshot(AS_OF)
+    return make_dataset(case_tables(name)).snapshot(AS_OF)
 
 
 def test_win_model_needs_both_outcomes():
@@ -228,24 +201,6 @@ def test_lead_views_say_there_is_no_win_yet():
 
 
 # --------------------------------------------------------------------------- cases
-
-
-@pytest.mark.slow
-def test_single_opportunity(tmp_path):
-    texts = run_case("single_opportunity", tmp_path)
-    check_reports(texts, EXPECTED["single_opportunity"])
-
-
-@pytest.mark.slow
-def test_single_product(tmp_path):
-    texts = run_case("single_product", tmp_path)
-    check_reports(texts, EXPECTED["single_product"])
-
-
-@pytest.mark.slow
-def test_one_month_of_history(tmp_path):
-    texts = run_case("one_month", tmp_path)
-    check_reports(texts, EXPECTED["one_month"])
 
 
 NA = "Not available here."
@@ -350,3 +305,5 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+
+test_small_data_case = case_tests(EXPECTED)

@@ -6,23 +6,7 @@ See ``test_degenerate.py`` for how the cases run; the expected phrases are in
 
 from __future__ import annotations
 
-import pytest
-from degenerate_cases import check_reports, run_case
-
-pytestmark = pytest.mark.slow
-
-
-def test_no_won_deals(tmp_path):
-    check_reports(run_case("no_won_deals", tmp_path), EXPECTED["no_won_deals"])
-
-
-def test_no_lost_deals(tmp_path):
-    check_reports(run_case("no_lost_deals", tmp_path), EXPECTED["no_lost_deals"])
-
-
-def test_all_deals_open(tmp_path):
-    check_reports(run_case("all_open", tmp_path), EXPECTED["all_open"])
-
+from degenerate_cases import case_tests
 
 NA = "Not available here."
 WIN_MODEL = "win probabilities need"
@@ -111,3 +95,5 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+
+test_outcome_case = case_tests(EXPECTED)

@@ -7,23 +7,7 @@ See ``test_degenerate.py`` for how the cases run; the expected phrases are in
 
 from __future__ import annotations
 
-import pytest
-from degenerate_cases import check_reports, run_case
-
-pytestmark = pytest.mark.slow
-
-
-def test_no_leads_table(tmp_path):
-    check_reports(run_case("no_leads", tmp_path), EXPECTED["no_leads"])
-
-
-def test_no_stage_history(tmp_path):
-    check_reports(run_case("no_stage_history", tmp_path), EXPECTED["no_stage_history"])
-
-
-def test_segment_filter_that_selects_nothing(tmp_path):
-    check_reports(run_case("empty_segment_filter", tmp_path), EXPECTED["empty_segment_filter"])
-
+from degenerate_cases import case_tests
 
 NA = "Not available here."
 FILTER = "team = Enterprise; product = Widget Lite; source = Web"
@@ -84,3 +68,5 @@ EXPECTED: dict[str, dict[str, list[str]]] = {
         "04_trend_review": [f"Filtered to {FILTER}: 0 of 300", NOTHING],
     },
 }
+
+test_table_case = case_tests(EXPECTED)

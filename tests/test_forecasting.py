@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 
+import conftest
 import joblib
 import numpy as np
 import pandas as pd
@@ -22,22 +23,10 @@ STAGES = StageConfig(
     won=("Closed Won",),
     lost=("Closed Lost",),
 )
-DEMO_STAGES = StageConfig(
-    open=(
-        "Prospecting",
-        "Qualification",
-        "Needs Analysis",
-        "Proposal/Price Quote",
-        "Negotiation/Review",
-    ),
-    won=("Closed Won",),
-    lost=("Closed Lost",),
-)
 
 
 def make_dataset(tables: dict, stages=STAGES) -> Dataset:
-    empty = pd.DataFrame()
-    return Dataset(tables=tables, rejects=empty, warnings=empty, counts=empty, stages=stages)
+    return conftest.make_dataset(tables, stages)
 
 
 def opportunities(rows) -> pd.DataFrame:
@@ -54,7 +43,7 @@ def opportunities(rows) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def demo_ds():
-    return make_dataset(demo.generate_demo(n_opportunities=500, seed=3), DEMO_STAGES)
+    return conftest.make_dataset(demo.generate_demo(n_opportunities=500, seed=3))
 
 
 def monthly(values, start="2023-01-01") -> pd.Series:

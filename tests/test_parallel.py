@@ -11,37 +11,18 @@ import time
 
 import joblib
 import numpy as np
-import pandas as pd
 import pytest
+from conftest import make_dataset
 from pandas.testing import assert_frame_equal
 
-from pipeline_lib import demo, forecasting, parallel, scoring
-from pipeline_lib.dataset import Dataset
-from pipeline_lib.sources import StageConfig
+from pipeline_lib import forecasting, parallel, scoring
 
 distributed = pytest.importorskip("distributed")
 
-STAGES = StageConfig(
-    open=(
-        "Prospecting",
-        "Qualification",
-        "Needs Analysis",
-        "Proposal/Price Quote",
-        "Negotiation/Review",
-    ),
-    won=("Closed Won",),
-    lost=("Closed Lost",),
-)
-
-
-def make_dataset(tables: dict) -> Dataset:
-    empty = pd.DataFrame()
-    return Dataset(tables=tables, rejects=empty, warnings=empty, counts=empty, stages=STAGES)
-
 
 @pytest.fixture(scope="module")
-def ds():
-    return make_dataset(demo.generate_demo(n_opportunities=700, seed=11))
+def ds(demo_tables):
+    return make_dataset(demo_tables)
 
 
 @pytest.fixture(scope="module")

@@ -42,11 +42,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import nbformat
 import psutil
 import pytest
 import yaml
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from conftest import write_notebook
 
 from pipeline_lib import kernels, publishing, report
 from pipeline_lib.cli import main
@@ -63,22 +62,6 @@ _CAP_DAC_READ_SEARCH = 2
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def write_notebook(path: Path, *body: str) -> Path:
-    params = new_code_cell("x: int = 1  # how many")
-    params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(
-        cells=[new_markdown_cell(f"# {path.stem}"), params, *map(new_code_cell, body)]
-    )
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.write(nb, path)
-    return path
 
 
 def _sha256(path: Path) -> str:

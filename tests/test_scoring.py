@@ -7,41 +7,19 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_dataset
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from pipeline_lib import demo, scoring
 from pipeline_lib.dataset import Dataset
 from pipeline_lib.errors import InsufficientDataError
-from pipeline_lib.sources import StageConfig
 
-STAGES = StageConfig(
-    open=(
-        "Prospecting",
-        "Qualification",
-        "Needs Analysis",
-        "Proposal/Price Quote",
-        "Negotiation/Review",
-    ),
-    won=("Closed Won",),
-    lost=("Closed Lost",),
-)
 AS_OF = pd.Timestamp("2025-03-31")
 
 
-def make_dataset(tables: dict) -> Dataset:
-    """A Dataset straight from canonical tables (no files)."""
-    empty = pd.DataFrame()
-    return Dataset(tables=tables, rejects=empty, warnings=empty, counts=empty, stages=STAGES)
-
-
 @pytest.fixture(scope="module")
-def tables():
-    return demo.generate_demo(n_opportunities=700, seed=11)
-
-
-@pytest.fixture(scope="module")
-def ds(tables):
-    return make_dataset(tables)
+def ds(demo_tables):
+    return make_dataset(demo_tables)
 
 
 def _flip_future(tables: dict, as_of: pd.Timestamp, *, after: bool = True) -> dict:
@@ -127,11 +105,11 @@ def test_stage_product_rates_shrink_by_hand():
 # --------------------------------------------------------------------------- features
 
 
-def test_training_examples_only_hold_deals_closed_by_as_of(ds, tables):
+def test_training_examples_only_hold_deals_closed_by_as_of(ds, demo_tables):
     ex = scoring.compute_training_examples(ds, as_of=AS_OF, every_days=30)
     assert (ex["close_date"] <= AS_OF).all()
     assert (ex["cut"] < AS_OF).all() and (ex["cut"] < ex["close_date"]).all()
-    o = tables["opportunities"]
+    o = demo_tables["opportunities"]
     later = o.loc[o["close_date"] > AS_OF, "opportunity_id"]
     assert not ex["opportunity_id"].isin(later).any()
     assert set(ex["won"]) == {0, 1}
@@ -193,20 +171,20 @@ def test_features_count_pushes_and_time_in_stage():
 
 
 @pytest.mark.slow
-def test_no_leakage_from_deals_closed_after_as_of(tables):
+def test_no_leakage_from_deals_closed_after_as_of(demo_tables):
     """Rewriting how every later deal ended changes nothing learnt or scored on as_of."""
-    ds = make_dataset(tables)
+    ds = make_dataset(demo_tables)
     model = scoring.fit_win_model(ds, as_of=AS_OF)
     scored = scoring.score_open_deals(ds, as_of=AS_OF, model=model)
     assert not model.fallback
 
-    future = make_dataset(_flip_future(tables, AS_OF, after=True))
+    future = make_dataset(_flip_future(demo_tables, AS_OF, after=True))
     model_f = scoring.fit_win_model(future, as_of=AS_OF)
     assert_frame_equal(model.comparison, model_f.comparison)
     assert_frame_equal(scored, scoring.score_open_deals(future, as_of=AS_OF, model=model_f))
 
     # the test can see leakage: rewriting the *past* does change the scores
-    past = make_dataset(_flip_future(tables, AS_OF, after=False))
+    past = make_dataset(_flip_future(demo_tables, AS_OF, after=False))
     changed = scoring.score_open_deals(past, as_of=AS_OF)
     assert not np.allclose(
         changed["win_probability"].sort_values(), scored["win_probability"].sort_values()
@@ -274,13 +252,13 @@ def test_no_closed_deal_is_a_clear_error(ds):
         scoring.fit_win_model(ds, as_of=AS_OF, test_share=1.5)
 
 
-def test_does_not_mutate_the_dataset(tables):
-    before = copy.deepcopy(dict(tables))
-    d = make_dataset(tables)
+def test_does_not_mutate_the_dataset(demo_tables):
+    before = copy.deepcopy(dict(demo_tables))
+    d = make_dataset(demo_tables)
     scoring.compute_training_examples(d, as_of=AS_OF, every_days=60)
     scoring.compute_deal_features(d, as_of=AS_OF)
     for name, frame in before.items():
-        assert_frame_equal(tables[name], frame)
+        assert_frame_equal(demo_tables[name], frame)
 
 
 # --------------------------------------------------------------------------- scale

@@ -654,3 +654,53 @@ def test_bootstrap_by_cells_matches_bootstrap_by_visits(monkeypatch):
     visits = stg._boot_median_diff(a, ea, b, eb, 300, np.random.default_rng(1))
     np.testing.assert_allclose(cells, visits, atol=1.0)
     assert cells[0] > 2 and cells[1] < 11
+
+
+def test_row_order_of_the_stage_history_does_not_change_the_stage_analyses(small_demo):
+    # The history index skips its sort when the rows already come by deal and time, and
+    # the pipeline flow then reads deal positions from it: the same answers as from
+    # rows in any order (which take the sorting and id look-up paths).
+    ds = dataset.load_dataset(small_demo, as_of="2025-12-31")
+    hist = ds.stage_history
+    shuffled = hist.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    other = replace(ds, tables={**ds.tables, "stage_history": shuffled})
+    ts = "2025-12-31"
+    calls = [
+        lambda d: tr.compute_stage_conversion(d, as_of=ts),
+        lambda d: tr.compute_stage_conversion(d, as_of=ts, start="2025-04-01", end="2025-09-30"),
+        lambda d: tr.compute_stage_durations(d, as_of=ts),
+        lambda d: tr.compute_bottlenecks(d, as_of=ts, period="year", comparison="previous"),
+        lambda d: tr.compute_stalled_deals(d, as_of=ts),
+        lambda d: tr.compute_pushed_deals(d, as_of=ts),
+        lambda d: tr.compute_push_rate(d, as_of=ts),
+        lambda d: tr.compute_pipeline_flow(d, as_of=ts, start="2025-06-30", end="2025-12-31"),
+    ]
+    for call in calls:
+        a, b = call(ds), call(other)
+        assert len(a)
+        assert_frame_equal(a, b, check_exact=True)
+        assert a.attrs == b.attrs
+
+
+def test_fast_paths_match_the_general_computations():
+    from pipeline_lib.trend_review import _common
+    from pipeline_lib.trend_review import stages as stg
+
+    # distinct (days, ended) cells: 1-d coding of whole days == the row-wise unique
+    rng = np.random.default_rng(2)
+    for t in (np.round(rng.exponential(30, 500)), rng.exponential(30, 50)):
+        e = rng.random(len(t)) > 0.3
+        days, ended, counts = stg._cells(t, e)
+        ref, ref_counts = np.unique(
+            np.column_stack([t, e.astype(float)]), axis=0, return_counts=True
+        )
+        np.testing.assert_array_equal(days, ref[:, 0])
+        np.testing.assert_array_equal(ended, ref[:, 1].astype(bool))
+        np.testing.assert_array_equal(counts, ref_counts)
+    # sorted ids are coded in one pass, unsorted ones by pd.factorize: the same codes
+    for ids in (["a1", "a1", "a2", "b", "b", "é"], ["b", "a1", "b", "a2"], ["x"]):
+        s = pd.Series(ids, dtype="str")
+        codes, names = _common._factorize_sorted(s)
+        ref_codes, ref_names = pd.factorize(s, sort=True)
+        np.testing.assert_array_equal(codes, ref_codes)
+        assert names.tolist() == ref_names.tolist()

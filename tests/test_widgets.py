@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
+from conftest import four_deals
 
 from pipeline_lib import widgets
-from pipeline_lib.dataset import Dataset
 from pipeline_lib.errors import InsufficientDataError
-from pipeline_lib.sources import StageConfig
-
-STAGES = StageConfig(open=("Open",), won=("Won",), lost=("Lost",), aliases={})
 
 
 def _ds():
-    opps = pd.DataFrame(
-        {
-            "opportunity_id": ["A", "B", "C", "D"],
-            "stage": ["Won", "Lost", "Open", "Won"],
-            "status": ["won", "lost", "open", "won"],
-            "created_date": pd.to_datetime(
-                ["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"]
-            ),
-            "team": ["East", "West", "East", "West"],
-            "product": ["P", "P", "P", "P"],  # one value: no dropdown
-        }
-    )
-    empty = pd.DataFrame()
-    return Dataset(
-        tables={"opportunities": opps}, rejects=empty, warnings=empty, counts=empty, stages=STAGES
-    )
+    return four_deals(product=["P", "P", "P", "P"])  # one product: no dropdown
 
 
 def count_view(ds, *, as_of, label="deals"):

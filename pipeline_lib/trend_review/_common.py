@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats as st
 
 from .. import schema
 from ..dataset import Dataset, to_timestamp
 from ..errors import InsufficientDataError
 from ..memo import memoized
+from ..parsing import _is_arrow_text
 
 __all__ = ["PERIODS", "COMPARISONS", "STAGE_HISTORY_ANALYSES", "compute_review_windows"]
 
@@ -203,15 +206,49 @@ def _require_history(ds: Dataset, what: str) -> pd.DataFrame:
     return hist
 
 
-def _code_of(values: pd.Series, labels) -> np.ndarray:
+def _code_of(values: pd.Series, labels, *, factorized=None) -> np.ndarray:
     """Position of each value in ``labels`` (-1 when absent), via the distinct values.
 
     Factorising first keeps the text lookups to the few distinct values, which matters
-    for millions of rows of Arrow-backed text.
+    for millions of rows of Arrow-backed text. ``factorized``: ``pd.factorize(values)``
+    when already at hand (several label lists, one factorisation).
     """
-    codes, uniques = pd.factorize(values)
+    codes, uniques = pd.factorize(values) if factorized is None else factorized
     pos = pd.Index(list(labels), dtype="object").get_indexer(np.asarray(uniques, dtype=object))
-    return np.where(codes >= 0, np.append(pos, -1)[codes], -1)
+    return np.append(pos, -1)[codes]  # code -1 (missing) picks the appended -1
+
+
+def _factorize_sorted(values: pd.Series):
+    """``pd.factorize(values, sort=True)``, in one pass when the text is already sorted.
+
+    Exported histories usually come ordered by deal: then the codes just count the
+    changes of value, and hashing millions of ids is skipped. Otherwise (or for text
+    that is not Arrow-backed, or has missing values) it is ``pd.factorize``.
+    """
+    if _is_arrow_text(values) and len(values) > 1:
+        arr = pa.array(values.array)
+        if arr.null_count == 0 and pc.all(pc.greater_equal(arr[1:], arr[:-1])).as_py():
+            change = np.asarray(pc.not_equal(arr[1:], arr[:-1]), dtype=bool)
+            codes = np.concatenate([[0], np.cumsum(change)]).astype(np.intp)
+            firsts = np.concatenate([[0], np.flatnonzero(change) + 1])
+            return codes, pd.Index(values.array.take(firsts))
+    return pd.factorize(values, sort=True)
+
+
+def _sort_order(deal: np.ndarray, entered: np.ndarray, stage: np.ndarray):
+    """``np.lexsort((stage, entered, deal))`` and whether that is the identity.
+
+    The sort is skipped when the rows already come in that order (as exports usually do).
+    """
+    if len(deal) > 1:
+        d, e, s = np.diff(deal), np.diff(entered.view(np.int64)), np.diff(stage)
+        if not np.isnat(entered).any() and np.all(
+            (d > 0) | ((d == 0) & ((e > 0) | ((e == 0) & (s >= 0))))
+        ):
+            return np.arange(len(deal)), True
+    else:
+        return np.arange(len(deal)), True
+    return np.lexsort((stage, entered, deal)), False
 
 
 @memoized(copy=False)
@@ -219,33 +256,43 @@ def _history_index(ds: Dataset) -> dict:
     """The dated stage history sorted by deal, time and stage order, as integer arrays.
 
     ``deal`` (codes into ``deal_names``, sorted), ``row`` (the deal's row in
-    ``ds.opportunities``, -1 when absent), ``stage`` (the history's stage text),
-    ``stage_open`` (index into ``ds.stages.open``, -1 for other stages), ``entered``
+    ``ds.opportunities``, -1 when absent), ``order`` (each row's position in
+    ``stage_text``, the history's stage column as filtered, unsorted: take only the rows
+    needed), ``stage_open`` (index into ``ds.stages.open``, -1 for other stages), ``entered``
     (datetime64), ``close`` (datetime64 or None without the column), ``first`` / ``last``
-    (whether a row is its deal's first / last). Shared by time in stage, stage
-    conversion and pushed deals.
+    (whether a row is its deal's first / last), ``as_table`` (no row was dropped or
+    moved: the arrays follow ``ds.stage_history`` row by row). Shared by time in stage,
+    stage conversion, pushed deals and the pipeline flow.
     """
     hist = _require_history(ds, "The stage history")
-    deal, deal_names = pd.factorize(hist["opportunity_id"], sort=True)
-    stage_order = _code_of(hist["stage"], ds.stages.order)
+    deal, deal_names = _factorize_sorted(hist["opportunity_id"])
+    stages = pd.factorize(hist["stage"])  # once for both label lists
+    stage_order = _code_of(hist["stage"], ds.stages.order, factorized=stages)
     stage_order = np.where(stage_order < 0, len(ds.stages.order), stage_order)
     entered = hist["entered_at"].to_numpy("datetime64[ns]")
-    order = np.lexsort((stage_order, entered, deal))
-    deal = deal[order]
+    order, in_order = _sort_order(deal, entered, stage_order)
+
+    def _sorted(values: np.ndarray) -> np.ndarray:
+        return values if in_order else values[order]
+
+    deal = _sorted(deal)
     opp_row = pd.Index(ds.opportunities["opportunity_id"]).get_indexer(deal_names)
-    close = hist["close_date"].to_numpy("datetime64[ns]")[order] if "close_date" in hist else None
+    close = _sorted(hist["close_date"].to_numpy("datetime64[ns]")) if "close_date" in hist else None
     same_next = np.append(deal[1:] == deal[:-1], False)
     return {
         "deal": deal,
         "deal_names": deal_names,
         "row": opp_row[deal],
-        "stage": hist["stage"].take(order).reset_index(drop=True),
-        "stage_open": _code_of(hist["stage"], ds.stages.open)[order],
-        "entered": entered[order],
+        "order": order,
+        "stage_text": hist["stage"],
+        "stage_open": _sorted(_code_of(hist["stage"], ds.stages.open, factorized=stages)),
+        "entered": _sorted(entered),
         "close": close,
         "first": np.insert(~same_next[:-1], 0, True) if len(deal) else same_next,
         "last": ~same_next,
         "id_dtype": hist["opportunity_id"].dtype,
+        # rows are those of ds.stage_history, in its order: `row` is then per table row
+        "as_table": in_order and len(hist) == len(ds.stage_history),
     }
 
 

@@ -181,12 +181,28 @@ def _find_changes(series: _Series, *, alpha, min_size, max_changes, n_perm, rng)
     return sorted(found), tested
 
 
-def _make_series(metric: str, f: pd.DataFrame, won: pd.DataFrame) -> _Series:
+@memoized(copy=False)
+def _rows_by_value(won: pd.DataFrame, col: str) -> dict:
+    """Positions of the rows of ``won`` per value of ``col`` (missing values left out)."""
+    return won.groupby(col, sort=False).indices
+
+
+def _won_of(won: pd.DataFrame, col: str, value) -> pd.DataFrame:
+    """``won[won[col] == value]`` (the columns of :func:`_make_series`), grouped once."""
+    rows = _rows_by_value(won, col).get(value)
+    rows = np.sort(rows) if rows is not None else np.array([], dtype=np.intp)
+    return won[["period", "cycle", "amount"]].take(rows)  # what _make_series reads
+
+
+def _make_series(metric: str, f: pd.DataFrame, won) -> _Series:
+    """The series of ``metric``; ``won`` is the won deals, or a function giving them."""
     kind = _METRICS[metric][0]
     if metric == "win_rate":
         return _Series(kind, f["won"], f["closed"])
     if metric == "created":
         return _Series(kind, f["created"], f["days"])
+    if callable(won):
+        won = won()
     name, col = ("cycle", "cycle") if metric == "cycle_days" else ("amount", "amount")
     codes = pd.Index(f["period"]).get_indexer(won["period"])
     vals = won[col].to_numpy(float)
@@ -292,7 +308,11 @@ def compute_change_points(
         f = _period_frame(opps, ts, period, [col], basis=basis)
         f = f[f["complete"]]
         for value, g in f.groupby(col, sort=True):
-            series.append((col, value, g.reset_index(drop=True), won[won[col] == value]))
+            # the won deals of the segment, only for the metrics that need them
+            def won_in(col=col, value=value):
+                return _won_of(won, col, value)
+
+            series.append((col, value, g.reset_index(drop=True), won_in))
     rows, all_p = [], []
     for col, value, f, w in series:
         for metric in metrics:

@@ -84,7 +84,10 @@ def compute_owner_performance(
         raise InsufficientDataError(
             f"the opportunities have no {by!r} values; map that column in the source config"
         )
-    closed = _closed(opps, ts - pd.Timedelta(days=window_days - 1), ts)
+    used = list(
+        dict.fromkeys([by, "status", "close_date", "amount", *(["team"] if "team" in opps else [])])
+    )
+    closed = _closed(opps[used], ts - pd.Timedelta(days=window_days - 1), ts)  # lean take
     closed = closed[closed[by].notna()]
     if closed.empty:
         raise InsufficientDataError(

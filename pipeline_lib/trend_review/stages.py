@@ -46,17 +46,19 @@ def _stage_events(ds: Dataset, ts: pd.Timestamp) -> dict:
     keep = (hx["stage_open"] >= 0) & (hx["row"] >= 0) & ~np.isnat(hx["entered"])
     deal, stage_code = hx["row"][keep], hx["stage_open"][keep]
     entered = _days(hx["entered"][keep])
-    entry = np.full((len(opps), n_open), np.nan)
-    np.fmin.at(entry, (deal, stage_code), entered)  # first entry per deal and stage
+    entry = np.full(len(opps) * n_open, np.nan)
+    np.fmin.at(entry, deal * n_open + stage_code, entered)  # first entry per deal and stage
+    entry = entry.reshape(len(opps), n_open)
     hist_max = np.full(len(opps), np.nan)
     np.fmax.at(hist_max, deal, stage_code.astype("float64"))
     cur = _code_of(opps["stage"], stages).astype("float64")
     cur[cur < 0] = np.nan
-    status = opps["status"].to_numpy()
-    furthest = np.fmax(hist_max, np.where(status == schema.OPEN, cur, np.nan))
+    status = opps["status"]
+    is_open = status.eq(schema.OPEN).to_numpy(bool, na_value=False)
+    furthest = np.fmax(hist_max, np.where(is_open, cur, np.nan))
     furthest = np.where(np.isnan(furthest), 0, furthest).astype("int64")
-    won = status == schema.WON
-    lost = status == schema.LOST
+    won = status.eq(schema.WON).to_numpy(bool, na_value=False)
+    lost = status.eq(schema.LOST).to_numpy(bool, na_value=False)
     furthest = np.where(won, n_open, furthest)
     close = _days(opps["close_date"])
     # date the deal moved past stage i: first entry into a later open stage, or the win
@@ -74,7 +76,7 @@ def _stage_events(ds: Dataset, ts: pd.Timestamp) -> dict:
         "entry": entry,
         "won": won,
         "lost": lost,
-        "open": status == schema.OPEN,
+        "open": is_open,
         "close": close,
         "no_history": int((~in_history).sum()),
     }
@@ -166,39 +168,66 @@ def compute_stage_conversion(ds: Dataset, *, as_of, start=None, end=None) -> pd.
 
 
 @memoized(copy=False)
-def _visits(ds: Dataset, ts: pd.Timestamp) -> pd.DataFrame:
-    """One row per visit of an open stage: duration in days and whether it ended."""
+def _visit_arrays(ds: Dataset, ts: pd.Timestamp) -> dict:
+    """One entry per visit of an open stage, as arrays in stage-history order.
+
+    ``code`` (index in ``ds.stages.open``), ``days`` (whole days, censored at ``ts`` when
+    the visit has not ended), ``ended``, ``entered_at`` (datetime64) and ``entered``
+    (float days), and ``hist`` (the visit's row in :func:`_history_index`). Masks on
+    integers instead of comparing millions of Arrow-backed texts once per stage; the
+    table of :func:`_visits` is built only from the rows it needs.
+    """
     _require_history(ds, "Time in stage")
     hx = _history_index(ds)
-    next_at = np.append(hx["entered"][1:], np.datetime64("NaT", "ns"))
-    next_at = np.where(hx["last"], np.datetime64("NaT", "ns"), next_at)
+    nat = np.iinfo(np.int64).min  # datetimes as int64 nanoseconds: NaT is the minimum
+    next_at = np.append(hx["entered"].view(np.int64)[1:], nat)
+    next_at[hx["last"]] = nat
     keep = hx["stage_open"] >= 0
     opps = ds.opportunities
     row = hx["row"][keep]
-    found = row >= 0
-    status = np.where(found, opps["status"].to_numpy(dtype=object)[row], None)
-    close = np.where(
-        found, opps["close_date"].to_numpy("datetime64[ns]")[row], np.datetime64("NaT", "ns")
-    )
-    is_open = (status == schema.OPEN) | ~found | pd.isna(status)
-    next_at, entered = next_at[keep], hx["entered"][keep]
-    end = np.where(~np.isnat(next_at), next_at, np.where(is_open, np.datetime64("NaT"), close))
-    observed = ~np.isnat(end)
-    end = np.where(observed, end, np.datetime64(ts.to_datetime64(), "ns"))
-    duration = ((end - entered) // np.timedelta64(1, "D")).astype("float64")
-    duration[np.isnat(entered)] = np.nan
-    out = pd.DataFrame(
+    at = np.where(row >= 0, row, len(opps))  # slot len(opps): no such deal
+    status = opps["status"]
+    is_open = np.append((status.eq(schema.OPEN) | status.isna()).to_numpy(bool), True)[at]
+    close = np.append(opps["close_date"].to_numpy("datetime64[ns]").view(np.int64), nat)[at]
+    entered = hx["entered"][keep]
+    start = entered.view(np.int64)
+    next_at = next_at[keep]
+    end = np.where(next_at != nat, next_at, np.where(is_open, nat, close))
+    observed = end != nat
+    end = np.where(observed, end, ts.to_datetime64().astype("datetime64[ns]").view(np.int64))
+    duration = ((end - start) // (86_400 * 10**9)).astype("float64")  # whole days, floored
+    duration[start == nat] = np.nan
+    ok = duration >= 0
+    return {
+        "hist": np.flatnonzero(keep)[ok],
+        "code": hx["stage_open"][keep][ok],
+        "days": duration[ok],
+        "ended": observed[ok],
+        "entered_at": entered[ok],
+        "entered": _days(entered[ok]),
+    }
+
+
+def _visits(ds: Dataset, ts: pd.Timestamp, rows=None) -> pd.DataFrame:
+    """Visits of open stages: ``opportunity_id, stage, entered_at, days, ended``.
+
+    All of them, or those at positions ``rows`` of :func:`_visit_arrays`.
+    """
+    v = _visit_arrays(ds, ts)
+    hx = _history_index(ds)
+    pick = slice(None) if rows is None else rows
+    h = v["hist"][pick]
+    return pd.DataFrame(
         {
             "opportunity_id": pd.Series(
-                hx["deal_names"].to_numpy()[hx["deal"][keep]], dtype=hx["id_dtype"]
+                hx["deal_names"].to_numpy()[hx["deal"][h]], dtype=hx["id_dtype"]
             ),
-            "stage": hx["stage"][keep].reset_index(drop=True),
-            "entered_at": entered,
-            "days": duration,
-            "ended": observed,
+            "stage": hx["stage_text"].take(hx["order"][h]).reset_index(drop=True),
+            "entered_at": v["entered_at"][pick],
+            "days": v["days"][pick],
+            "ended": v["ended"][pick],
         }
     )
-    return out[out["days"] >= 0].reset_index(drop=True)
 
 
 def _km_row(days: np.ndarray, ended: np.ndarray) -> dict:
@@ -249,12 +278,12 @@ def compute_stage_durations(ds: Dataset, *, as_of, start=None, end=None) -> pd.D
     """
     ds, ts = _snap(ds, as_of)
     lo, hi = _bounds(start, end, ts)
-    v = _visits(ds, ts)
-    v = v[_in_window(_days(v["entered_at"]), lo, hi)]
+    v = _visit_arrays(ds, ts)
+    inside = _in_window(v["entered"], lo, hi)
     rows = []
-    for stage in ds.stages.open:
-        sub = v[v["stage"] == stage]
-        rows.append({"stage": stage, **_km_row(sub["days"].to_numpy(), sub["ended"].to_numpy())})
+    for i, stage in enumerate(ds.stages.open):
+        sub = inside & (v["code"] == i)
+        rows.append({"stage": stage, **_km_row(v["days"][sub], v["ended"][sub])})
     return pd.DataFrame(rows)
 
 
@@ -279,11 +308,27 @@ def _km_median_weighted(t: np.ndarray, e: np.ndarray, w: np.ndarray) -> np.ndarr
 _CELL_BOOT_MIN = 5_000
 
 
+def _cells(t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (t, e) pairs in lexicographic order, and how often each occurs.
+
+    Whole-day durations (always, from :func:`_visits`) are coded as ``2 t + e`` and
+    counted by a 1-d unique: the same cells in the same order as the row-wise unique,
+    without its slow structured sort.
+    """
+    e = e.astype(bool)
+    if len(t) and np.all(t == np.floor(t)) and np.abs(t).max() < 2.0**50:
+        keys, counts = np.unique(t * 2 + e, return_counts=True)
+        days = np.floor(keys / 2)
+        return days, (keys - 2 * days) > 0, counts
+    cells, counts = np.unique(np.column_stack([t, e.astype(float)]), axis=0, return_counts=True)
+    return cells[:, 0], cells[:, 1].astype(bool), counts
+
+
 def _boot_cells(t: np.ndarray, e: np.ndarray, n_boot: int, rng):
     """Distinct (t, e) cells and ``n_boot`` multinomial resamples of their counts."""
-    cells, counts = np.unique(np.column_stack([t, e.astype(float)]), axis=0, return_counts=True)
+    days, ended, counts = _cells(t, e)
     w = rng.multinomial(len(t), counts / len(t), size=n_boot).astype(float)
-    return cells[:, 0], cells[:, 1].astype(bool), w
+    return days, ended, w
 
 
 def _boot_median_diff(a, ea, b, eb, n_boot, rng) -> tuple[float, float]:
@@ -360,19 +405,21 @@ def compute_bottlenecks(
         k: compute_stage_conversion(ds, as_of=ts, start=w[f"{k}_start"], end=w[f"{k}_end"])
         for k in ("cmp", "cur")
     }
-    visits = _visits(ds, ts)
-    vdays = _days(visits["entered_at"])
+    visits = _visit_arrays(ds, ts)
+    vdur, vend = visits["days"], visits["ended"]
+    in_cmp = _in_window(visits["entered"], w["cmp_start"], w["cmp_end"])
+    in_cur = _in_window(visits["entered"], w["cur_start"], w["cur_end"])
     rng = np.random.default_rng(seed)
     rows = []
     for i, stage in enumerate(ds.stages.open):
         c0, c1 = conv["cmp"].iloc[i], conv["cur"].iloc[i]
         n0, n1 = int(c0["advanced"] + c0["dropped"]), int(c1["advanced"] + c1["dropped"])
         low, high = proportion_diff_interval(c0["advanced"], n0, c1["advanced"], n1)
-        sub = visits["stage"].to_numpy() == stage
-        a_mask = sub & _in_window(vdays, w["cmp_start"], w["cmp_end"])
-        b_mask = sub & _in_window(vdays, w["cur_start"], w["cur_end"])
-        a, ea = visits["days"].to_numpy()[a_mask], visits["ended"].to_numpy()[a_mask]
-        b, eb = visits["days"].to_numpy()[b_mask], visits["ended"].to_numpy()[b_mask]
+        sub = visits["code"] == i
+        a_mask = sub & in_cmp
+        b_mask = sub & in_cur
+        a, ea = vdur[a_mask], vend[a_mask]
+        b, eb = vdur[b_mask], vend[b_mask]
         m0 = km_quantiles(a, ea, quantiles=(0.5,))[0] if len(a) else np.nan
         m1 = km_quantiles(b, eb, quantiles=(0.5,))[0] if len(b) else np.nan
         dlow, dhigh = _boot_median_diff(a, ea, b, eb, n_boot, rng)
@@ -448,15 +495,17 @@ def compute_stalled_deals(ds: Dataset, *, as_of, quantile: float = 0.9) -> pd.Da
         raise ValueError(f"quantile={quantile!r} must lie between 0 and 1")
     ds, ts = _snap(ds, as_of)
     _require_history(ds, "Stalled deals")
-    v = _visits(ds, ts)
-    thresholds = {
-        s: km_quantiles(g["days"].to_numpy(), g["ended"].to_numpy(), quantiles=(quantile,))[0]
-        for s, g in v.groupby("stage")
-    }
-    current = v[~v["ended"]].drop_duplicates("opportunity_id", keep="last")
-    current = current.assign(
-        threshold=pd.to_numeric(current["stage"].map(thresholds), errors="coerce")
-    )
+    v = _visit_arrays(ds, ts)
+    code = v["code"]
+    thresholds = np.full(len(ds.stages.open), np.nan)
+    for i in np.unique(code):
+        g = code == i
+        thresholds[i] = km_quantiles(v["days"][g], v["ended"][g], quantiles=(quantile,))[0]
+    # each deal's last visit still in progress (visits are in deal order)
+    running = np.flatnonzero(~v["ended"])
+    deal = _history_index(ds)["deal"][v["hist"][running]]
+    running = running[np.append(deal[1:] != deal[:-1], True)] if len(running) else running
+    current = _visits(ds, ts, rows=running).assign(threshold=thresholds[code[running]])
     stalled = current[current["days"] > current["threshold"]]
     info = [
         c for c in ("opportunity_id", "name", "owner", "team", "product") if c in ds.opportunities

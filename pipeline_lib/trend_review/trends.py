@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .. import schema
 from ..dataset import Dataset
 from ..memo import memoized
+from ..parsing import _is_arrow_text
 from ..stats import wilson_interval
 from ._common import PERIODS, _check_choice, _closed, _cycle_days, _no_closed, _segments, _snap
 
@@ -16,8 +18,9 @@ __all__ = ["compute_trends"]
 @memoized(copy=False)
 def _won_deals(opps: pd.DataFrame, period: str, basis: str = "close") -> pd.DataFrame:
     """Won deals with their period, cycle days and amount."""
-    won = _closed(opps)
-    won = won[won["status"].eq(schema.WON)]
+    won = opps["status"].eq(schema.WON).to_numpy(bool, na_value=False)
+    keep = won & opps["close_date"].notna().to_numpy()
+    won = opps.take(np.flatnonzero(keep))  # one take of the wide table, not two
     date = won["close_date"] if basis == "close" else won["created_date"]
     return won.assign(
         period=date.dt.to_period(PERIODS[period]), cycle=_cycle_days(won), amount=won["amount"]
@@ -32,6 +35,14 @@ def _period_frame(
     freq = PERIODS[period]
     by = list(by)
     opps = opps[[*by, "status", "created_date", "close_date", "amount"]]  # lean filters
+    # group Arrow-backed text segments by their sorted codes (missing: NaN, dropped as
+    # by groupby) and put the values back at the end: the same groups in the same
+    # order, without hashing the text once per grouping
+    coded = {c: pd.factorize(opps[c], sort=True) for c in by if _is_arrow_text(opps[c])}
+    if coded:
+        opps = opps.assign(
+            **{c: np.where(codes >= 0, codes, np.nan) for c, (codes, _) in coded.items()}
+        )
     created_p = opps["created_date"].dt.to_period(freq)
     closed = _closed(opps)
     close_p = (closed["close_date"] if basis == "close" else closed["created_date"]).dt.to_period(
@@ -58,6 +69,12 @@ def _period_frame(
             g["v"].median().rename(f"median_{name}"),
         ]
     agg = pd.concat(parts, axis=1)
+    if coded and isinstance(agg.index, pd.MultiIndex):
+        levels = [
+            coded[c][1].take(level.astype("int64")) if c in coded else level
+            for c, level in zip(keys, agg.index.levels, strict=True)
+        ]
+        agg.index = agg.index.set_levels(levels)
     first = min(x for x in (created_p.min(), close_p.min()) if not pd.isna(x))
     periods = pd.period_range(first, pd.Period(ts, freq), freq=freq)
     if by:

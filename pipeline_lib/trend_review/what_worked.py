@@ -95,21 +95,27 @@ def compute_what_worked(
     ds, ts = _snap(ds, as_of)
     opps = ds.opportunities
     cols = _segments(opps, by)
-    closed = _closed(opps, ts - pd.Timedelta(days=window_days - 1), ts)
+    used = list(dict.fromkeys([*cols, "status", "created_date", "close_date"]))
+    closed = _closed(opps[used], ts - pd.Timedelta(days=window_days - 1), ts)  # lean take
     if closed.empty:
         raise InsufficientDataError(f"no deal closed in the {window_days} days to {ts.date()}")
     won = closed["status"].eq(schema.WON).to_numpy()
     logc = np.log(np.maximum(_cycle_days(closed).to_numpy(float), 0.5))
     logc = np.where(won, logc, np.nan)
+    # counts of the rest by subtraction; cycles of the won deals that have one, in order
+    n_all, k_all = len(closed), int(won.sum())
+    has_cycle = ~np.isnan(logc)
+    cycles = logc[has_cycle]
+    at_cycle = np.cumsum(has_cycle) - 1  # a closed deal's position in `cycles`
     groups = [(c,) for c in cols] + (list(combinations(cols, 2)) if depth == 2 else [])
     rows = []
     for group in groups:
         for seg, idx in _segment_rows(closed, group):
-            mask = np.zeros(len(closed), bool)
-            mask[idx] = True
-            n1, n2 = int(mask.sum()), int((~mask).sum())
+            n1 = len(idx)  # idx: distinct positions, ascending
+            n2 = n_all - n1
             if n1 >= min_deals and n2 >= min_deals:
-                k1, k2 = int(won[mask].sum()), int(won[~mask].sum())
+                k1 = int(won[idx].sum())
+                k2 = k_all - k1
                 p1, p2 = k1 / n1, k2 / n2
                 lo, hi = proportion_diff_interval(k2, n2, k1, n1)
                 rows.append(
@@ -127,8 +133,8 @@ def compute_what_worked(
                         "p_value": float(_two_prop_p(k2, n2, k1, n1)),
                     }
                 )
-            a, b = logc[mask & won], logc[~mask & won]
-            a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+            in_seg = at_cycle[idx[has_cycle[idx]]]
+            a, b = cycles[in_seg], np.delete(cycles, in_seg)  # both in deal order
             if len(a) >= max(min_deals // 2, 2) and len(b) >= max(min_deals // 2, 2):
                 d, lo, hi, p = _welch(b, a)
                 pooled = np.sqrt(
