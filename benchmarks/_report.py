@@ -58,7 +58,9 @@ def merge(old: dict | None, new: dict) -> dict:
     merged = dict(new)
     merged["results"] = kept + new["results"]
     scales = dict(old.get("scales", {}))
-    scales.update(new["scales"])
+    for s, meta in new["scales"].items():  # a run that needed no data knows no row counts
+        if "rows" in meta or "rows" not in scales.get(s, {}):
+            scales[s] = meta
     merged["scales"] = {s: scales[s] for s in _scale_order(scales)}
     merged["options"] = dict(new["options"], scales=list(merged["scales"]))
     history = list(old.get("history", []))

@@ -175,3 +175,30 @@ def test_reference_comparison_names_what_differs():
     assert not ok and "Won.visits: ours 3, reference 4" in detail
     ok, detail = _reference.compare("time_in_stage", ours, {"Lost": {"visits": 3}})
     assert not ok and "groups differ" in detail
+
+
+def test_merge_keeps_earlier_results_and_row_counts():
+    def entry(task, scale, seconds):
+        return {"task": task, "scale": scale, "status": "ok", "seconds": {"median": seconds}}
+
+    old = {
+        "schema": 1,
+        "date": "d1",
+        "command": "c1",
+        "git": {"commit": "abc"},
+        "scales": {"1M": {"n_opportunities": 1_000_000, "rows": {"leads": 4}}},
+        "results": [entry("load_parquet", "1M", 3.0), entry("quality", "1M", 0.2)],
+    }
+    new = {  # a later run of one task, which needed no data: no row counts
+        "schema": 1,
+        "options": {},
+        "scales": {"1M": {"n_opportunities": 1_000_000}},
+        "results": [entry("quality", "1M", 0.1)],
+    }
+    merged = _report.merge(old, new)
+    assert merged["scales"]["1M"]["rows"] == {"leads": 4}
+    got = {(e["task"], e["scale"]): e["seconds"]["median"] for e in merged["results"]}
+    assert got == {("load_parquet", "1M"): 3.0, ("quality", "1M"): 0.1}
+    kept = next(e for e in merged["results"] if e["task"] == "load_parquet")
+    assert kept["measured"] == {"date": "d1", "commit": "abc"}
+    assert merged["history"] == [{"date": "d1", "command": "c1", "commit": "abc"}]
