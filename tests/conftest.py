@@ -66,13 +66,16 @@ def four_deals(**segments: list) -> Dataset:
     return make_dataset({"opportunities": opps}, SIMPLE_STAGES)
 
 
-def write_notebook(path: Path, *body: str) -> Path:
-    """A notebook at ``path``: a heading, a parameters cell ``x: int = 1``, then ``body``."""
-    params = new_code_cell("x: int = 1  # how many")
-    params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(
-        cells=[new_markdown_cell(f"# {path.stem}"), params, *map(new_code_cell, body)]
-    )
+def write_notebook(
+    path: Path, *body: str, params: str = "x: int = 1  # how many", heading: str | None = None
+) -> Path:
+    """A notebook at ``path``: a heading (markdown; default ``# <stem>``, ``""`` for none),
+    a parameters cell ``params``, then a code cell per ``body``."""
+    title = f"# {path.stem}" if heading is None else heading
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    cells = [new_markdown_cell(title)] if title else []
+    nb = new_notebook(cells=[*cells, cell, *map(new_code_cell, body)])
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",

@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import conftest
 import nbformat
 import pytest
 import yaml
@@ -37,20 +38,9 @@ T1 = datetime(2025, 3, 5, 8, 0, 0)
 
 
 def write_notebook(path: Path, params_src: str, *body: str, heading: str | None = None) -> Path:
-    """Write a notebook: optional markdown heading, a parameters cell, then code cells."""
-    cells = [new_markdown_cell(f"# {heading}\n\nSome prose.")] if heading else []
-    params = new_code_cell(params_src)
-    params.metadata["tags"] = ["parameters"]
-    cells += [params, *(new_code_cell(src) for src in body)]
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.metadata["language_info"] = {"name": "python"}
-    nbformat.write(nb, path)
-    return path
+    """A notebook: optional markdown heading with some prose, a parameters cell, then code."""
+    title = f"# {heading}\n\nSome prose." if heading else ""
+    return conftest.write_notebook(path, *body, params=params_src, heading=title)
 
 
 def write_yaml(path: Path, data: dict) -> Path:
