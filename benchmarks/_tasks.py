@@ -688,14 +688,9 @@ _CLEANUP: list = []
 
 
 def _stop(proc, log) -> None:
-    import subprocess
+    from pipeline_lib import dashboards
 
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    dashboards.stop_server(proc)
     log.close()
 
 

@@ -228,12 +228,7 @@ class Served:
         raise RuntimeError(f"the dashboards did not start; see {self.tmp / 'voila.log'}")
 
     def __exit__(self, *exc):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        dashboards.stop_server(self.proc)
         self.log.close()
 
 

@@ -82,6 +82,7 @@ __all__ = [
     "stage_dashboards",
     "voila_command",
     "serve",
+    "stop_server",
     "server_options",
     "main",
     "run_voila",
@@ -266,7 +267,8 @@ def serve(
         with _forwarding(proc, (signal.SIGTERM, signal.SIGHUP)):
             return proc.wait()
     except KeyboardInterrupt:
-        return _stop(proc)
+        stop_server(proc)  # a terminal's Ctrl-C reached the server too; make sure
+        return 0
 
 
 @contextlib.contextmanager
@@ -292,8 +294,9 @@ def _forwarding(proc: subprocess.Popen, signals: Sequence[int]):
             signal.signal(sig, handler)
 
 
-def _stop(proc: subprocess.Popen, grace: float = 20.0) -> int:
-    """Stop the server after Ctrl-C (which a terminal also sends it): SIGTERM, then kill."""
+def stop_server(proc: subprocess.Popen, *, grace: float = 30.0) -> int:
+    """Stop a server process: SIGTERM (Voila then shuts its kernels down), SIGKILL if it
+    is still running ``grace`` seconds later. Returns its exit status."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
@@ -301,8 +304,7 @@ def _stop(proc: subprocess.Popen, grace: float = 20.0) -> int:
             proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
-    return 0
+    return proc.wait()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

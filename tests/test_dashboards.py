@@ -180,11 +180,7 @@ def server(small_demo, tmp_path_factory):
         proc.kill()
         pytest.fail(f"Voila did not start: {(tmp / 'voila.log').read_text()[-2000:]}")
     yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    dashboards.stop_server(proc)
     log.close()
 
 

@@ -120,12 +120,7 @@ class _Server:
         return "\n".join(line for line in lines if "activity on" not in line)[-3000:]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        dashboards.stop_server(self.proc)
         self._log.close()
 
 
